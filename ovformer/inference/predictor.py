@@ -1,0 +1,252 @@
+"""Streaming semi-online video prediction with a vocabulary chosen at run time."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..clip import ClipEncoder
+from ..data.resize import frames_to_tensor, resize_frames, resized_shape
+from ..modeling import OVFormer
+from ..ytvis.rle import encode_mask
+from .postprocess import resize_mask_logits, select_topk, video_scores
+from .tracker import ClipResult, VideoState
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Track:
+    """One query of the video: its best class, alternatives and masks.
+
+    alternatives: top (label, score) pairs over the whole vocabulary, best first.
+    segmentations: compressed RLE (str counts) per frame at the original size, None where empty.
+    """
+    query: int
+    label: int
+    score: float
+    alternatives: list[tuple[int, float]]
+    segmentations: list[dict | None]
+
+
+@dataclass
+class ClipProgress:
+    """Reported after every clip. ``preview`` holds (query, label, score, masks (t, H, W) bool)
+    of the clip's best queries, scored on that clip alone (provisional)."""
+    frames_done: int
+    total_frames: int | None
+    elapsed_s: float
+    eta_s: float | None
+    clip_index: int
+    frame_start: int
+    preview: list[tuple[int, int, float, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class VideoPrediction:
+    """Everything predicted for one video. ``results`` are (query, class) pairs, best first, as
+    dicts ``{query, label, category_id, score}``; their masks are the query's track masks."""
+    vocabulary: list[str]
+    category_ids: list[int]
+    height: int
+    width: int
+    num_frames: int
+    weights_label: str
+    untrained: bool
+    pairs: list[dict[str, Any]]
+    tracks: list[Track]
+
+    def results(self, video_id: int) -> list[dict[str, Any]]:
+        """YouTube-VIS results-layout entries for this video."""
+        segs = {t.query: t.segmentations for t in self.tracks}
+        return [{"video_id": video_id, "category_id": p["category_id"], "score": p["score"],
+                 "segmentations": segs[p["query"]]} for p in self.pairs]
+
+
+def _chunks(frames: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``size`` frames; ``size <= 0`` is the whole video (offline)."""
+    buf: list[Any] = []
+    for f in frames:
+        buf.append(f)
+        if 0 < size == len(buf):
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+class OVFormerVideoPredictor:
+    """Runs OVFormer on videos clip by clip and returns tracks with RLE masks.
+
+    Args:
+        model: an :class:`OVFormer` (eval mode is set here).
+        clip: the CLIP encoder the model was trained with.
+        min_size, max_size: shorter-side resize for the model (360 R50, 480 Swin-B; max 1333).
+        clip_length: frames per clip: 5 semi-online (released), 1 online, 0 offline (whole video).
+        top_k: (query, class) pairs kept per video (50 released).
+        device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16").
+        weights_label: what the app's banner and the outputs say about the weights.
+        untrained: the weights are random; every output says so.
+        num_alternatives: alternatives kept per track.
+    """
+
+    def __init__(self, model: OVFormer, clip: ClipEncoder, *, min_size: int = 360,
+                 max_size: int = 1333, clip_length: int = 5, top_k: int = 50,
+                 device: str | torch.device = "cpu", dtype: str = "fp32",
+                 weights_label: str = "", untrained: bool = False,
+                 num_alternatives: int = 5) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.clip = clip
+        self.min_size, self.max_size = min_size, max_size
+        self.clip_length, self.top_k = clip_length, top_k
+        self.dtype = dtype
+        self.weights_label = weights_label or ("UNTRAINED (random weights)" if untrained else "")
+        self.untrained = untrained
+        self.num_alternatives = num_alternatives
+        self.vocabulary: list[str] = []
+        self.category_ids: list[int] = []
+        self.text_embeds: torch.Tensor | None = None
+
+    @classmethod
+    def from_pretrained(cls, weights: str | Path | None = "r50-lvvis", *, preset: str | None = None,
+                        config: str | Path | None = None, clip: str | ClipEncoder = "openai",
+                        untrained: bool = False, download: bool = False,
+                        **kwargs: Any) -> "OVFormerVideoPredictor":
+        """Build from a released name (``r50-lvvis`` ...), a checkpoint path, or random weights.
+
+        See :func:`ovformer.api.load_model` for how the architecture and vocabulary are found.
+        """
+        from ..api import load_model  # late: api imports this module
+        loaded = load_model(weights, preset=preset, config=config, untrained=untrained,
+                            download=download)
+        encoder = clip if isinstance(clip, ClipEncoder) else None
+        if encoder is None:
+            from ..clip import load_clip
+            encoder = load_clip(str(clip), kwargs.get("device", "cpu"))
+        loaded.check_clip(encoder)
+        cfg = loaded.config
+        kwargs.setdefault("min_size", cfg.min_size_test)
+        kwargs.setdefault("max_size", cfg.max_size_test)
+        kwargs.setdefault("clip_length", cfg.clip_length)
+        kwargs.setdefault("top_k", cfg.test_topk)
+        pred = cls(loaded.model, encoder, weights_label=loaded.label, untrained=untrained,
+                   **kwargs)
+        if loaded.vocabulary and loaded.text_embeds is not None:
+            pred.vocabulary = list(loaded.vocabulary)
+            pred.category_ids = list(range(1, len(loaded.vocabulary) + 1))
+            pred.text_embeds = loaded.text_embeds.to(pred.device)
+        return pred
+
+    def set_vocabulary(self, names: Sequence[str], templates: Sequence[str] | None = None,
+                       category_ids: Sequence[int] | None = None) -> None:
+        """Class names typed at run time; their CLIP text embeddings are computed (and cached).
+
+        ``category_ids`` are written into results (default: 1..K in order)."""
+        names = [n.strip() for n in names if n and n.strip()]
+        if not names:
+            raise ValueError("the vocabulary is empty: give at least one class name")
+        if category_ids is not None and len(category_ids) != len(names):
+            raise ValueError(f"{len(category_ids)} category ids for {len(names)} names")
+        self.vocabulary = names
+        self.category_ids = list(category_ids) if category_ids else list(range(1, len(names) + 1))
+        self.text_embeds = self.clip.encode_text(names, templates).float().to(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
+
+    @torch.inference_mode()
+    def run_clip(self, rgb: Sequence[np.ndarray]) -> tuple[ClipResult, tuple[int, int]]:
+        """Model outputs for consecutive frames ((H, W, 3) uint8) and the model input size."""
+        h, w = rgb[0].shape[:2]
+        size = resized_shape(h, w, self.min_size, self.max_size)
+        x = resize_frames(frames_to_tensor(rgb), size).to(self.device)
+        clip_embeds = self.clip.encode_frames(np.stack(rgb)).float().to(self.device)
+        with self._autocast():
+            out = self.model(x[None], clip_embeds[None], self.text_embeds)
+        return ClipResult.from_output(out), size
+
+    @torch.inference_mode()
+    def predict(self, source: Iterable[Any], *, num_frames: int | None = None,
+                on_clip: Callable[[ClipProgress], None] | None = None,
+                spill_dir: str | Path | None = None, preview_k: int = 10) -> VideoPrediction:
+        """Predict one video.
+
+        Args:
+            source: a :class:`~ovformer.data.video.VideoSource` or any iterable of (H, W, 3)
+                uint8 frames (or objects with an ``rgb`` attribute).
+            num_frames: expected frame count, for progress; read from ``source.info`` if there.
+            on_clip: called after each clip with a :class:`ClipProgress`.
+            spill_dir: where per-clip mask logits go (a temporary folder by default).
+            preview_k: queries shown in each clip's provisional preview.
+        """
+        if self.text_embeds is None:
+            raise ValueError("no vocabulary: call set_vocabulary(names) first")
+        total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
+        start = time.monotonic()
+        size = out_size = None
+        with VideoState(spill_dir) as state:
+            for index, frames in enumerate(_chunks(source, self.clip_length)):
+                rgb = [getattr(f, "rgb", f) for f in frames]
+                if out_size is None:
+                    out_size = rgb[0].shape[:2]
+                if any(r.shape[:2] != out_size for r in rgb):
+                    raise ValueError(f"frame size changed within the video (expected {out_size})")
+                result, size = self.run_clip(rgb)
+                aligned = state.add(result)
+                if on_clip is not None:
+                    done = state.num_frames
+                    elapsed = time.monotonic() - start
+                    eta = elapsed / done * (total - done) if total and total >= done else None
+                    preview = self._preview(aligned, size, out_size, preview_k)
+                    on_clip(ClipProgress(done, total, elapsed, eta, index,
+                                         done - len(rgb), preview))
+            if out_size is None:
+                raise ValueError("the video has no frames")
+            return self._finish(state, size, out_size)
+
+    def _padded(self, size: tuple[int, int]) -> tuple[int, int]:
+        d = self.model.size_divisibility
+        return math.ceil(size[0] / d) * d, math.ceil(size[1] / d) * d
+
+    def _preview(self, clip: ClipResult, size: tuple[int, int], out_size: tuple[int, int],
+                 k: int) -> list[tuple[int, int, float, np.ndarray]]:
+        best, labels = video_scores(clip.logits, clip.object_logits).max(1)
+        order = best.argsort(descending=True)[:k]
+        masks = resize_mask_logits(clip.masks[order], self._padded(size), size, out_size)
+        return [(int(q), int(labels[q]), float(best[q]), masks[i].numpy())
+                for i, q in enumerate(order)]
+
+    def _finish(self, state: VideoState, size: tuple[int, int],
+                out_size: tuple[int, int]) -> VideoPrediction:
+        scores = video_scores(*state.video_logits())  # (Q, K)
+        top, queries, labels = select_topk(scores, self.top_k)
+        pairs = [{"query": int(q), "label": int(lab), "score": float(s),
+                  "category_id": self.category_ids[int(lab)]}
+                 for s, q, lab in zip(top.tolist(), queries.tolist(), labels.tolist())]
+        unique = list(dict.fromkeys(p["query"] for p in pairs))  # best pair first
+        segs: dict[int, list[dict | None]] = {q: [] for q in unique}
+        for _, masks in state.iter_frame_masks(torch.tensor(unique, dtype=torch.long),
+                                               self._padded(size), size, out_size):
+            for q, m in zip(unique, masks):
+                segs[q].append(encode_mask(m) if m.any() else None)
+        k_alt = min(self.num_alternatives, scores.shape[1])
+        alt_s, alt_l = scores[unique].topk(k_alt, dim=1) if unique else (None, None)
+        tracks = []
+        for i, q in enumerate(unique):
+            best = next(p for p in pairs if p["query"] == q)
+            alts = [(int(lab), float(s)) for s, lab in zip(alt_s[i].tolist(), alt_l[i].tolist())]
+            tracks.append(Track(q, best["label"], best["score"], alts, segs[q]))
+        return VideoPrediction(list(self.vocabulary), list(self.category_ids), out_size[0],
+                               out_size[1], state.num_frames, self.weights_label, self.untrained,
+                               pairs, tracks)

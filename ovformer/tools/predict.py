@@ -1,0 +1,207 @@
+"""``ovformer predict``: pre-label videos with any vocabulary and write YouTube-VIS files.
+
+    ovformer predict bikes.mp4 frames_dir/ ytvis_dataset/ --vocab "person, bicycle" \\
+        --out results.json [--gt-out prelabels/annotations.json] [--render overlay.mp4]
+
+Each video's outputs are kept in ``RESULTS.json.parts/`` as soon as it is done, so a rerun skips
+finished videos (same settings) and an interrupted batch loses at most the video in flight.
+A bad input prints one ``error:`` line naming the file and the batch goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..render import render_overlay_video
+from ..ytvis.io import write_gt, write_results
+from ..ytvis.rle import decode_rle, rle_area, rle_bbox
+from .common import (add_model_args, add_vocab_args, build_predictor, fail, templates_from_args,
+                     vocab_from_args)
+from .inputs import InputVideo, expand_inputs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ovformer predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("inputs", nargs="+", help="video files, frame folders, YouTube-VIS folders")
+    p.add_argument("--out", required=True, type=Path, help="results json (YouTube-VIS layout)")
+    p.add_argument("--gt-out", type=Path, default=None,
+                   help="also write pre-labels in the ground-truth layout; the frames go to "
+                        "JPEGImages/ beside it, so the folder is a dataset `ovformer train` reads")
+    p.add_argument("--render", type=Path, default=None,
+                   help="overlay video; with several inputs NAME_<video>.mp4 per video")
+    p.add_argument("--fps", type=float, default=None, help="subsample to this frame rate")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--min-size", type=int, default=None,
+                   help="shorter side for the model (default: 360 R50, 480 Swin-B)")
+    p.add_argument("--clip-length", type=int, default=None,
+                   help="frames per clip: 5 semi-online (default), 1 online, 0 offline")
+    p.add_argument("--top-k", type=int, default=None, help="(query, class) results per video")
+    p.add_argument("--prelabel-threshold", type=float, default=0.3,
+                   help="tracks below this score are left out of --gt-out")
+    p.add_argument("--no-resume", action="store_true", help="redo videos already done")
+    add_model_args(p)
+    add_vocab_args(p)
+    return p
+
+
+def _safe(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key)
+
+
+def _settings_hash(args: argparse.Namespace, predictor, vocab: list[str]) -> str:
+    s = json.dumps([predictor.weights_label, vocab, args.fps, args.max_frames, predictor.min_size,
+                    predictor.clip_length, predictor.top_k, args.dtype, args.clip, args.templates],
+                   default=str)
+    return hashlib.sha256(s.encode()).hexdigest()[:16]
+
+
+def _prelabels(pred, video_id: int, threshold: float, first_ann_id: int) -> list[dict[str, Any]]:
+    """Ground-truth-layout annotations, one per track at or above ``threshold``."""
+    anns = []
+    for track in pred.tracks:
+        if track.score < threshold:
+            continue
+        segs = track.segmentations
+        anns.append({"id": first_ann_id + len(anns), "video_id": video_id,
+                     "category_id": pred.category_ids[track.label], "iscrowd": 0,
+                     "height": pred.height, "width": pred.width, "score": track.score,
+                     "segmentations": segs,
+                     "areas": [None if s is None else rle_area(s) for s in segs],
+                     "bboxes": [None if s is None else rle_bbox(s) for s in segs]})
+    return anns
+
+
+class _FrameWriter:
+    """Passes frames through while saving them as JPEGs (for the pre-label dataset)."""
+
+    def __init__(self, source, folder: Path | None) -> None:
+        self.source, self.folder, self.names = source, folder, []
+        self.info = getattr(source, "info", None)
+
+    def __iter__(self):
+        from PIL import Image
+        for frame in self.source:
+            if self.folder is not None:
+                name = f"{len(self.names):05d}.jpg"
+                self.folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(frame.rgb).save(self.folder / name, quality=95)
+                self.names.append(f"{self.folder.name}/{name}")
+            yield frame
+
+
+def _render(item: InputVideo, pred, args: argparse.Namespace, multi: bool) -> Path:
+    out = args.render if not multi else args.render.with_name(
+        f"{args.render.stem}_{_safe(item.key)}{args.render.suffix or '.mp4'}")
+    source = item.open(args.fps, args.max_frames)
+    fps = args.fps or source.info.fps or 25.0
+    shown = [t for t in pred.tracks if t.score >= args.prelabel_threshold] or pred.tracks[:5]
+
+    def items(i: int):
+        return [(k + 1, pred.vocabulary[t.label], decode_rle(t.segmentations[i]))
+                for k, t in enumerate(shown) if i < len(t.segmentations)
+                and t.segmentations[i] is not None]
+    return render_overlay_video(source, items, out, fps)
+
+
+def predict_one(item: InputVideo, video_id: int, predictor, args, settings: str,
+                parts: Path) -> dict[str, Any]:
+    """Predict one video and store its part file; returns the part."""
+    source = item.open(args.fps, args.max_frames)
+    frames_dir = None
+    if args.gt_out is not None:
+        frames_dir = args.gt_out.parent / "JPEGImages" / _safe(item.key)
+    stream = _FrameWriter(source, frames_dir)
+    total = source.info.num_frames or None
+    with tqdm(total=total, desc=item.key[-30:], unit="frame", leave=False) as bar:
+        pred = predictor.predict(stream, num_frames=total,
+                                 on_clip=lambda c: bar.update(c.frames_done - bar.n))
+    part = {"key": item.key, "settings": settings, "video_id": video_id,
+            "untrained": pred.untrained, "weights": pred.weights_label,
+            "results": pred.results(video_id),
+            "video": {"id": video_id, "width": pred.width, "height": pred.height,
+                      "length": pred.num_frames, "file_names": stream.names},
+            "annotations": _prelabels(pred, video_id, args.prelabel_threshold, 1)}
+    if args.render is not None:
+        part["render"] = str(_render(item, pred, args, len(args.inputs) > 1 or item.frame_files))
+    tmp = parts / f"{_safe(item.key)}.json.tmp"
+    tmp.write_text(json.dumps(part))
+    tmp.replace(parts / f"{_safe(item.key)}.json")
+    return part
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        given = vocab_from_args(args)
+        items = list(expand_inputs(args.inputs))
+    except (ValueError, OSError) as exc:
+        return fail(str(exc))
+    if given is None and not any(i.categories for i in items):
+        return fail("no vocabulary: pass --vocab, --vocab-file or --vocab-preset")
+    kwargs = {k: v for k, v in (("min_size", args.min_size), ("clip_length", args.clip_length),
+                                ("top_k", args.top_k)) if v is not None}
+    try:
+        predictor = build_predictor(args, **kwargs)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    if predictor.untrained:
+        print("WARNING: UNTRAINED random weights: the predictions mean nothing.", file=sys.stderr)
+    parts = Path(f"{args.out}.parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    used = {i.video_id for i in items if i.video_id is not None}
+    next_id, done, failed, vocab_key = 1, [], 0, None
+    for item in items:
+        video_id = item.video_id
+        if video_id is None:
+            while next_id in used:
+                next_id += 1
+            video_id, next_id = next_id, next_id + 1
+        names, ids = given if given else ([c.name for c in item.categories],
+                                          [c.id for c in item.categories])
+        if (names, ids) != vocab_key:
+            predictor.set_vocabulary(names, templates_from_args(args), ids)
+            vocab_key = (names, ids)
+        settings = _settings_hash(args, predictor, names)
+        part_file = parts / f"{_safe(item.key)}.json"
+        if not args.no_resume and part_file.is_file():
+            part = json.loads(part_file.read_text())
+            if part.get("settings") == settings:
+                print(f"skip {item.key}: already done", file=sys.stderr)
+                done.append(part)
+                continue
+        try:
+            done.append(predict_one(item, video_id, predictor, args, settings, parts))
+            print(f"done {item.key}: {len(done[-1]['results'])} results", file=sys.stderr)
+        except Exception as exc:  # one bad input never stops the batch
+            failed += 1
+            print(f"error: {item.path}: {exc}", file=sys.stderr)
+    write_results(args.out, [r for p in done for r in p["results"]])
+    if args.gt_out is not None:
+        _write_prelabels(args.gt_out, done, names if given else None, given, items)
+    print(f"wrote {args.out} ({len(done)} videos, {failed} failed)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write_prelabels(path: Path, parts: list[dict], names, given, items) -> None:
+    if given:
+        cats = [{"id": i, "name": n} for n, i in zip(*given)] if given[1] else \
+            [{"id": k + 1, "name": n} for k, n in enumerate(given[0])]
+    else:
+        first = next(i for i in items if i.categories)
+        cats = [{"id": c.id, "name": c.name, **({"partition": c.partition}
+                                                  if c.partition is not None else {})}
+                for c in first.categories]
+    anns, next_id = [], 1
+    for p in parts:
+        for a in p["annotations"]:
+            anns.append({**a, "id": next_id})
+            next_id += 1
+    write_gt(path, {"videos": [p["video"] for p in parts], "annotations": anns,
+                    "categories": cats})
