@@ -8,10 +8,23 @@ Example:
     >>> pred = predictor.predict(open_video("bikes.mp4"))
     >>> pred.tracks[0].label, pred.tracks[0].alternatives
 """
-from .api import LoadedModel, load_model
-from .config import ModelConfig, get_preset, list_presets
-from .factory import create_model
-from .inference.predictor import OVFormerVideoPredictor, Track, VideoPrediction
+from __future__ import annotations
 
-__all__ = ["LoadedModel", "load_model", "ModelConfig", "get_preset", "list_presets",
-           "create_model", "OVFormerVideoPredictor", "Track", "VideoPrediction"]
+import importlib
+
+# Resolved on first use, so that light users (``ovformer eval``, the file formats) do not pay
+# for importing torch, timm and open_clip.
+_EXPORTS = {
+    "LoadedModel": "ovformer.api", "load_model": "ovformer.api",
+    "ModelConfig": "ovformer.config", "get_preset": "ovformer.config",
+    "list_presets": "ovformer.config", "create_model": "ovformer.factory",
+    "OVFormerVideoPredictor": "ovformer.inference.predictor",
+    "Track": "ovformer.inference.predictor", "VideoPrediction": "ovformer.inference.predictor",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ovformer' has no attribute {name!r}")

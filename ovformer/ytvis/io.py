@@ -1,0 +1,449 @@
+"""YouTube-VIS / LV-VIS files: typed layouts, reading, writing and validation.
+
+Two layouts (``docs/ytvis_format.md`` §1-2):
+
+* ground truth (``instances.json`` / ``valid.json``): ``videos``, ``annotations`` (one entry per
+  object *track*, with ``segmentations``/``areas``/``bboxes`` holding one entry per frame, ``null``
+  where the object is absent) and ``categories`` (LV-VIS adds ``partition`` 0-3);
+* results (``results.json``): a list of ``{video_id, category_id, score, segmentations}``.
+
+Readers validate what the reference evaluator would otherwise get silently wrong (segmentation
+count != video length, RLE size != [height, width], annotation id 0, ...) and raise
+:class:`YTVISFormatError` with the file name and the offending entry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .rle import RLE, encode_masks, rle_area, rle_bbox, to_compressed
+
+__all__ = [
+    "YTVISFormatError", "Video", "Category", "Annotation", "GroundTruth", "ResultEntry",
+    "DatasetFolder", "read_gt", "write_gt", "parse_gt", "read_results", "write_results",
+    "parse_results", "check_results_against_gt", "annotation_from_masks", "result_from_masks",
+    "is_base_partition", "load_dataset_folder", "GT_FILE_NAMES",
+]
+
+#: File names :func:`load_dataset_folder` looks for, in this order.
+GT_FILE_NAMES = ("annotations.json", "instances.json", "valid.json")
+
+
+class YTVISFormatError(ValueError):
+    """A file (or dict) does not follow the YouTube-VIS layout; the message says where and why."""
+
+
+def is_base_partition(partition: int) -> bool:
+    """LV-VIS rule: partitions 0 and 1 are base categories, 2 and 3 are novel."""
+    if partition in (0, 1):
+        return True
+    if partition in (2, 3):
+        return False
+    raise ValueError(f"LV-VIS partition must be 0, 1, 2 or 3, got {partition!r}")
+
+
+@dataclass
+class Video:
+    id: int
+    width: int
+    height: int
+    file_names: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)  # license, coco_url, ... kept verbatim
+
+    @property
+    def length(self) -> int:
+        return len(self.file_names)
+
+
+@dataclass
+class Category:
+    id: int
+    name: str
+    supercategory: str | None = None
+    partition: int | None = None  # LV-VIS only: 0/1 base, 2/3 novel
+    extra: dict[str, Any] = field(default_factory=dict)  # synonyms, def, ... kept verbatim
+
+
+@dataclass
+class Annotation:
+    """One ground-truth object track; every per-frame list has ``video.length`` entries."""
+
+    id: int
+    video_id: int
+    category_id: int
+    segmentations: list[Any]  # None | RLE dict (str or list counts) | polygon list, per frame
+    areas: list[float | None]
+    bboxes: list[list[float] | None]
+    iscrowd: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # height, width, length, ...
+
+
+@dataclass
+class GroundTruth:
+    videos: list[Video]
+    categories: list[Category]
+    annotations: list[Annotation] | None  # None for test splits (no "annotations" key)
+    extra: dict[str, Any] = field(default_factory=dict)  # info, licenses, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout (lists are shared with this object, not copied)."""
+        out: dict[str, Any] = dict(self.extra)
+        out["videos"] = [{**v.extra, "id": v.id, "width": v.width, "height": v.height,
+                          "length": v.length, "file_names": v.file_names} for v in self.videos]
+        if self.annotations is not None:
+            out["annotations"] = [{**a.extra, "id": a.id, "video_id": a.video_id,
+                                   "category_id": a.category_id, "iscrowd": a.iscrowd,
+                                   "segmentations": a.segmentations, "areas": a.areas,
+                                   "bboxes": a.bboxes} for a in self.annotations]
+        out["categories"] = [{**c.extra, "id": c.id, "name": c.name,
+                              **({} if c.supercategory is None else {"supercategory": c.supercategory}),
+                              **({} if c.partition is None else {"partition": c.partition})}
+                             for c in self.categories]
+        return out
+
+
+@dataclass
+class ResultEntry:
+    """One predicted track: compressed RLE (``str`` counts) or ``None`` per frame."""
+
+    video_id: int
+    category_id: int
+    score: float
+    segmentations: list[RLE | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"video_id": self.video_id, "category_id": self.category_id,
+                "score": self.score, "segmentations": self.segmentations}
+
+
+@dataclass
+class DatasetFolder:
+    root: Path
+    annotation_file: Path
+    gt: GroundTruth
+    frame_paths: dict[int, list[Path]]  # video id -> absolute frame paths, in file_names order
+
+
+# ----------------------------------------------------------------------------------- checks
+def _int(value: Any, where: str) -> int:
+    # bool is an int subclass; a JSON true where an id belongs is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise YTVISFormatError(f"{where} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+        raise YTVISFormatError(f"{where} must be a finite number, got {value!r}")
+    return value
+
+
+def _check_rle(seg: Any, h: int | None, w: int | None, where: str, compressed_only: bool) -> None:
+    """Check one RLE dict; ``h is None`` skips the comparison with the video size."""
+    if not isinstance(seg, dict):
+        kind = "a compressed RLE dict" if compressed_only else "an RLE dict or a polygon list"
+        raise YTVISFormatError(f"{where} must be null or {kind}, got {type(seg).__name__}")
+    size, counts = seg.get("size"), seg.get("counts")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2):
+        raise YTVISFormatError(f"{where}: RLE needs 'size': [height, width], got {size!r}")
+    if h is None:
+        h, w = size
+    elif [size[0], size[1]] != [h, w]:
+        raise YTVISFormatError(f"{where}: RLE size {list(size)} != [height, width] = [{h}, {w}] of the video")
+    if isinstance(counts, str):
+        return
+    if compressed_only:
+        raise YTVISFormatError(f"{where}: results need compressed RLE ('counts' a str); the reference "
+                               f"loadRes crashes on {type(counts).__name__} counts")
+    if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts):
+        raise YTVISFormatError(f"{where}: 'counts' must be a str or a list of non-negative ints")
+    if isinstance(h, int) and isinstance(w, int) and sum(counts) != h * w:
+        raise YTVISFormatError(f"{where}: uncompressed RLE counts sum to {sum(counts)}, expected H*W = {h * w}")
+
+
+def _check_segmentation(seg: Any, h: int, w: int, where: str) -> None:
+    if isinstance(seg, list):  # polygons: a list of [x0, y0, x1, y1, ...] lists
+        if not seg or not all(isinstance(p, list) and len(p) % 2 == 0 for p in seg):
+            raise YTVISFormatError(f"{where}: a polygon segmentation must be a non-empty list of "
+                                   f"[x0, y0, x1, y1, ...] lists")
+        return
+    _check_rle(seg, h, w, where, compressed_only=False)
+
+
+def _per_frame(ann: Mapping[str, Any], key: str, n: int, where: str) -> list[Any] | None:
+    values = ann.get(key)
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise YTVISFormatError(f"{where}: '{key}' must be a list (one entry per frame)")
+    if len(values) != n:
+        raise YTVISFormatError(f"{where}: {len(values)} {key} but the video has length {n} "
+                               f"(one entry per frame, null where absent)")
+    return values
+
+
+# ----------------------------------------------------------------------------- ground truth
+def parse_gt(data: Any, source: str = "<dict>") -> GroundTruth:
+    """Validate a parsed ground-truth JSON object and return it typed.
+
+    Missing ``areas``/``bboxes`` are computed from the segmentations (the evaluator's size
+    ranges need ``areas``). Raises :class:`YTVISFormatError` naming ``source``.
+    """
+    def err(msg: str) -> YTVISFormatError:
+        return YTVISFormatError(f"{source}: {msg}")
+
+    if not isinstance(data, dict):
+        raise err(f"not a YouTube-VIS json: top level is a {type(data).__name__}, expected an object")
+    for key in ("videos", "categories"):
+        if key not in data:
+            raise err(f"not a YouTube-VIS json: missing '{key}'")
+        if not isinstance(data[key], list):
+            raise err(f"'{key}' must be a list")
+    try:
+        videos: dict[int, Video] = {}
+        for i, v in enumerate(data["videos"]):
+            where = f"videos[{i}]"
+            if not isinstance(v, dict) or not isinstance(v.get("file_names"), list):
+                raise YTVISFormatError(f"{where} needs a 'file_names' list")
+            vid = _int(v.get("id"), f"{where}.id")
+            if vid in videos:
+                raise YTVISFormatError(f"{where}: duplicate video id {vid}")
+            w, h = _int(v.get("width"), f"{where}.width"), _int(v.get("height"), f"{where}.height")
+            names = [str(n) for n in v["file_names"]]
+            if "length" in v and v["length"] != len(names):
+                raise YTVISFormatError(f"{where}: length {v['length']} != {len(names)} file_names")
+            extra = {k: val for k, val in v.items() if k not in ("id", "width", "height", "length", "file_names")}
+            videos[vid] = Video(vid, w, h, names, extra)
+        cats: dict[int, Category] = {}
+        for i, c in enumerate(data["categories"]):
+            where = f"categories[{i}]"
+            if not isinstance(c, dict):
+                raise YTVISFormatError(f"{where} must be an object")
+            cid = _int(c.get("id"), f"{where}.id")
+            if cid in cats:
+                raise YTVISFormatError(f"{where}: duplicate category id {cid}")
+            part = c.get("partition")
+            if part is not None:
+                try:
+                    is_base_partition(part)
+                except ValueError as e:
+                    raise YTVISFormatError(f"{where}: {e}") from None
+            if not isinstance(c.get("name"), str):
+                raise YTVISFormatError(f"{where} needs a 'name' string")
+            extra = {k: val for k, val in c.items() if k not in ("id", "name", "supercategory", "partition")}
+            cats[cid] = Category(cid, c["name"], c.get("supercategory"), part, extra)
+        anns: list[Annotation] | None = None
+        if data.get("annotations") is not None:
+            anns = []
+            seen: set[int] = set()
+            for i, a in enumerate(data["annotations"]):
+                anns.append(_parse_annotation(a, f"annotations[{i}]", videos, cats, seen))
+    except YTVISFormatError as e:
+        raise err(str(e)) from None
+    extra = {k: val for k, val in data.items() if k not in ("videos", "categories", "annotations")}
+    return GroundTruth(list(videos.values()), list(cats.values()), anns, extra)
+
+
+def _parse_annotation(a: Any, where: str, videos: Mapping[int, Video],
+                      cats: Mapping[int, Category], seen: set[int]) -> Annotation:
+    if not isinstance(a, dict):
+        raise YTVISFormatError(f"{where} must be an object")
+    aid = _int(a.get("id"), f"{where}.id")
+    if aid == 0:
+        # The evaluator records a match as the GT id and 0 means "unmatched" (gotcha G9).
+        raise YTVISFormatError(f"{where}: annotation id 0 is not allowed (0 means 'unmatched' in the evaluator)")
+    if aid in seen:
+        raise YTVISFormatError(f"{where}: duplicate annotation id {aid}")
+    seen.add(aid)
+    vid = _int(a.get("video_id"), f"{where}.video_id")
+    if vid not in videos:
+        raise YTVISFormatError(f"{where}: video_id {vid} is not in 'videos'")
+    cid = _int(a.get("category_id"), f"{where}.category_id")
+    if cid not in cats:
+        raise YTVISFormatError(f"{where}: category_id {cid} is not in 'categories'")
+    video = videos[vid]
+    n, h, w = video.length, video.height, video.width
+    segs = _per_frame(a, "segmentations", n, where)
+    if segs is None:
+        raise YTVISFormatError(f"{where}: missing 'segmentations'")
+    for t, s in enumerate(segs):
+        if s is not None:
+            _check_segmentation(s, h, w, f"{where}.segmentations[{t}]")
+    areas = _per_frame(a, "areas", n, where)
+    if areas is None:
+        areas = [None if s is None else rle_area(to_compressed(s, h, w)) for s in segs]
+    for t, ar in enumerate(areas):
+        if ar is not None and _number(ar, f"{where}.areas[{t}]") < 0:
+            raise YTVISFormatError(f"{where}.areas[{t}] is negative")
+    bboxes = _per_frame(a, "bboxes", n, where)
+    if bboxes is None:
+        bboxes = [None if s is None else rle_bbox(to_compressed(s, h, w)) for s in segs]
+    iscrowd = a.get("iscrowd", 0)
+    if iscrowd not in (0, 1):
+        raise YTVISFormatError(f"{where}.iscrowd must be 0 or 1, got {iscrowd!r}")
+    extra = {k: v for k, v in a.items() if k not in
+             ("id", "video_id", "category_id", "iscrowd", "segmentations", "areas", "bboxes")}
+    return Annotation(aid, vid, cid, segs, areas, bboxes, int(iscrowd), extra)
+
+
+def _load_json(path: str | os.PathLike[str]) -> Any:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise YTVISFormatError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_gt(path: str | os.PathLike[str]) -> GroundTruth:
+    """Read and validate a ground-truth file (errors name ``path``)."""
+    return parse_gt(_load_json(path), source=str(path))
+
+
+def write_gt(path: str | os.PathLike[str], gt: GroundTruth | Mapping[str, Any]) -> None:
+    """Write a ground-truth file (validated first, so what is written can be read back)."""
+    if not isinstance(gt, GroundTruth):
+        gt = parse_gt(dict(gt), source=str(path))
+    _dump(path, gt.to_dict())
+
+
+def annotation_from_masks(ann_id: int, video_id: int, category_id: int,
+                          masks: np.ndarray | Sequence[np.ndarray | None],
+                          iscrowd: int = 0) -> Annotation:
+    """Build a GT track from per-frame boolean masks ((T, H, W) array, or a list with ``None``).
+
+    Empty and ``None`` frames become ``null`` (the official files mark absent frames that way);
+    areas and bboxes are computed from the masks.
+    """
+    frames = list(masks)
+    present = [i for i, m in enumerate(frames) if m is not None and np.any(m)]
+    segs: list[Any] = [None] * len(frames)
+    areas: list[float | None] = [None] * len(frames)
+    bboxes: list[list[float] | None] = [None] * len(frames)
+    if present:
+        rles = encode_masks(np.stack([np.asarray(frames[i]) for i in present]))
+        for i, r in zip(present, rles):
+            segs[i], areas[i], bboxes[i] = r, rle_area(r), rle_bbox(r)
+    return Annotation(ann_id, video_id, category_id, segs, areas, bboxes, iscrowd)
+
+
+# ----------------------------------------------------------------------------------- results
+def parse_results(data: Any, source: str = "<list>") -> list[ResultEntry]:
+    """Validate a parsed results JSON list (structure only; see :func:`check_results_against_gt`)."""
+    if not isinstance(data, list):
+        raise YTVISFormatError(f"{source}: not a YouTube-VIS results json: expected a list of "
+                               f"predictions, got a {type(data).__name__}")
+    out = []
+    for i, r in enumerate(data):
+        where = f"{source}: results[{i}]"
+        if not isinstance(r, dict):
+            raise YTVISFormatError(f"{where} must be an object")
+        missing = [k for k in ("video_id", "category_id", "score", "segmentations") if k not in r]
+        if missing:
+            raise YTVISFormatError(f"{where}: missing '{missing[0]}'")
+        try:
+            vid, cid = _int(r["video_id"], "video_id"), _int(r["category_id"], "category_id")
+            score = float(_number(r["score"], "score"))
+        except YTVISFormatError as e:
+            raise YTVISFormatError(f"{where}: {e}") from None
+        segs = r["segmentations"]
+        if not isinstance(segs, list):
+            raise YTVISFormatError(f"{where}: 'segmentations' must be a list (one entry per frame)")
+        for t, s in enumerate(segs):
+            if s is not None:
+                _check_rle(s, None, None, f"{where}.segmentations[{t}]", compressed_only=True)
+        out.append(ResultEntry(vid, cid, score, segs))
+    return out
+
+
+def check_results_against_gt(results: Iterable[ResultEntry], gt: GroundTruth, source: str = "<list>") -> None:
+    """Raise when a prediction cannot be scored as intended.
+
+    The reference evaluator asserts on unknown video ids, but silently scores a wrong frame
+    count (zip truncation, G13) or a wrong RLE size (empty merge, IoU 0) as a miss.
+    Unknown category ids are *not* checked: the reference drops them by design.
+    """
+    videos = {v.id: v for v in gt.videos}
+    for i, r in enumerate(results):
+        where = f"{source}: results[{i}]"
+        v = videos.get(r.video_id)
+        if v is None:
+            raise YTVISFormatError(f"{where}: video_id {r.video_id} is not in the ground truth")
+        if len(r.segmentations) != v.length:
+            raise YTVISFormatError(f"{where}: {len(r.segmentations)} segmentations but video "
+                                   f"{v.id} has length {v.length}")
+        for t, s in enumerate(r.segmentations):
+            if s is not None:
+                _check_rle(s, v.height, v.width, f"{where}.segmentations[{t}]", compressed_only=True)
+
+
+def read_results(path: str | os.PathLike[str], gt: GroundTruth | None = None) -> list[ResultEntry]:
+    """Read and validate a results file; with ``gt``, also check it against the videos."""
+    results = parse_results(_load_json(path), source=str(path))
+    if gt is not None:
+        check_results_against_gt(results, gt, source=str(path))
+    return results
+
+
+def write_results(path: str | os.PathLike[str], entries: Iterable[ResultEntry | Mapping[str, Any]]) -> None:
+    """Write a results file; ``bytes`` RLE counts are decoded to ``str`` so JSON accepts them."""
+    out = []
+    for e in entries:
+        d = e.to_dict() if isinstance(e, ResultEntry) else dict(e)
+        segs = [None if s is None else {"size": list(s["size"]), "counts": s["counts"].decode("ascii")
+                                        if isinstance(s["counts"], bytes) else s["counts"]}
+                for s in d["segmentations"]]
+        out.append({**d, "video_id": int(d["video_id"]), "category_id": int(d["category_id"]),
+                    "score": float(d["score"]), "segmentations": segs})
+    parse_results(out, source=str(path))
+    _dump(path, out)
+
+
+def result_from_masks(video_id: int, category_id: int, score: float, masks: np.ndarray) -> ResultEntry:
+    """A results entry from a (T, H, W) boolean stack: one RLE per frame, empty ones included
+    (as the official exporter does; an empty RLE and ``null`` score the same)."""
+    return ResultEntry(int(video_id), int(category_id), float(score), encode_masks(masks))
+
+
+def _dump(path: str | os.PathLike[str], obj: Any) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{path}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, separators=(",", ":"))
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written file behind
+
+
+# ---------------------------------------------------------------------------- dataset folder
+def load_dataset_folder(root: str | os.PathLike[str], annotation_file: str | None = None,
+                        check_frames: bool = True) -> DatasetFolder:
+    """Open a YouTube-VIS dataset folder: ``<root>/annotations.json`` (or ``instances.json`` /
+    ``valid.json``) plus ``<root>/JPEGImages/<video>/<frame>.jpg``.
+
+    ``file_names`` are relative to ``JPEGImages``; Windows separators (seen in LV-VIS copies)
+    are normalised. With ``check_frames``, a missing frame is a :class:`YTVISFormatError`.
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise YTVISFormatError(f"{root}: not a directory")
+    names = (annotation_file,) if annotation_file else GT_FILE_NAMES
+    ann_path = next((root / n for n in names if (root / n).is_file()), None)
+    if ann_path is None:
+        raise YTVISFormatError(f"{root}: no annotation file (looked for {', '.join(names)})")
+    gt = read_gt(ann_path)
+    images = root / "JPEGImages"
+    frame_paths: dict[int, list[Path]] = {}
+    for v in gt.videos:
+        paths = [images / n.replace("\\", "/") for n in v.file_names]
+        if check_frames:
+            missing = [p for p in paths if not p.is_file()]
+            if missing:
+                raise YTVISFormatError(f"{ann_path}: video {v.id}: {len(missing)} of {len(paths)} "
+                                       f"frames missing, first {missing[0]}")
+        frame_paths[v.id] = paths
+    return DatasetFolder(root, ann_path, gt, frame_paths)

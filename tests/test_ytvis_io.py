@@ -1,0 +1,186 @@
+"""YouTube-VIS file layouts: round trips, helpers and the error messages of malformed files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ovformer.ytvis.io import (
+    GroundTruth, ResultEntry, YTVISFormatError, annotation_from_masks, check_results_against_gt,
+    is_base_partition, load_dataset_folder, parse_gt, parse_results, read_gt, read_results,
+    result_from_masks, write_gt, write_results,
+)
+
+H, W = 4, 5
+
+
+def square() -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[1:3, 2:4] = True  # the spec's example: RLE "92203", area 4, bbox [2, 1, 2, 2]
+    return m
+
+
+def gt_dict() -> dict:
+    return {
+        "info": {"description": "toy"},
+        "videos": [{"id": 0, "width": W, "height": H, "length": 3,  # LV-VIS numbers videos from 0
+                    "file_names": ["v0/00000.jpg", "v0/00005.jpg", "v0/00010.jpg"]}],
+        "annotations": [{"id": 1, "video_id": 0, "category_id": 7, "iscrowd": 0,
+                         "segmentations": [None, {"size": [H, W], "counts": "92203"},
+                                           {"size": [H, W], "counts": [9, 2, 2, 2, 5]}],
+                         "areas": [None, 4, 4], "bboxes": [None, [2.0, 1.0, 2.0, 2.0], [2.0, 1.0, 2.0, 2.0]]}],
+        "categories": [{"id": 7, "name": "accordion", "partition": 3}],
+    }
+
+
+def write_json(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_gt_round_trip(tmp_path):
+    gt = read_gt(write_json(tmp_path / "gt.json", gt_dict()))
+    assert [v.length for v in gt.videos] == [3]
+    assert gt.categories[0].partition == 3
+    assert gt.annotations[0].segmentations[1]["counts"] == "92203"
+    write_gt(tmp_path / "again.json", gt)
+    assert json.loads((tmp_path / "again.json").read_text()) == gt_dict()  # nothing lost or added
+    assert read_gt(tmp_path / "again.json") == gt
+
+
+def test_annotation_from_masks_computes_areas_and_bboxes():
+    masks = [square(), np.zeros((H, W), bool), None]
+    ann = annotation_from_masks(5, 0, 7, masks)
+    # empty and None frames are null, like absent frames in the official files
+    assert ann.segmentations == [{"size": [H, W], "counts": "92203"}, None, None]
+    assert ann.areas == [4, None, None]
+    assert ann.bboxes == [[2.0, 1.0, 2.0, 2.0], None, None]
+
+
+def test_missing_areas_and_bboxes_are_computed():
+    d = gt_dict()
+    del d["annotations"][0]["areas"], d["annotations"][0]["bboxes"]
+    ann = parse_gt(d).annotations[0]
+    assert ann.areas == [None, 4, 4]
+    assert ann.bboxes == [None, [2.0, 1.0, 2.0, 2.0], [2.0, 1.0, 2.0, 2.0]]
+
+
+def test_test_split_without_annotations(tmp_path):
+    d = gt_dict()
+    del d["annotations"]
+    gt = parse_gt(d)
+    assert gt.annotations is None
+    write_gt(tmp_path / "test.json", gt)
+    assert "annotations" not in json.loads((tmp_path / "test.json").read_text())
+
+
+def test_results_round_trip(tmp_path):
+    stack = np.stack([square(), np.zeros((H, W), bool), square()])
+    entry = result_from_masks(0, 7, 0.75, stack)
+    # An empty frame still gets an RLE (as the official exporter writes): one run of 20 zeros.
+    # 20 = 0b10100 has the 5-bit chunk's sign bit (0x10) set, so a 0 chunk must follow:
+    # chr(48 + 20 + 0x20) = "d", chr(48 + 0) = "0".
+    assert entry.segmentations[1] == {"size": [H, W], "counts": "d0"}
+    raw = {"video_id": 0, "category_id": 7, "score": 0.5,
+           "segmentations": [{"size": [H, W], "counts": b"92203"}, None, None]}  # bytes, as encode() gives
+    write_results(tmp_path / "res.json", [entry, raw])
+    text = (tmp_path / "res.json").read_text()
+    assert '"counts":"92203"' in text  # bytes were decoded to str
+    back = read_results(tmp_path / "res.json", gt=read_gt(write_json(tmp_path / "gt.json", gt_dict())))
+    assert back[0] == entry
+    assert back[1] == ResultEntry(0, 7, 0.5, [{"size": [H, W], "counts": "92203"}, None, None])
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("videos"), "not a YouTube-VIS json: missing 'videos'"),
+    (lambda d: d.pop("categories"), "not a YouTube-VIS json: missing 'categories'"),
+    (lambda d: d["annotations"][0]["segmentations"].pop(), "2 segmentations but the video has length 3"),
+    (lambda d: d["annotations"][0]["areas"].append(1), "4 areas but the video has length 3"),
+    (lambda d: d["annotations"][0]["segmentations"].__setitem__(1, {"size": [W, H], "counts": "92203"}),
+     r"segmentations\[1\]: RLE size \[5, 4\] != \[height, width\] = \[4, 5\]"),
+    (lambda d: d["annotations"][0]["segmentations"].__setitem__(2, {"size": [H, W], "counts": [9, 2, 2]}),
+     "counts sum to 13, expected H\\*W = 20"),
+    (lambda d: d["annotations"][0].__setitem__("id", 0), "annotation id 0 is not allowed"),
+    (lambda d: d["annotations"][0].__setitem__("video_id", 3), "video_id 3 is not in 'videos'"),
+    (lambda d: d["annotations"][0].__setitem__("category_id", 8), "category_id 8 is not in 'categories'"),
+    (lambda d: d["annotations"][0].__setitem__("iscrowd", 2), "iscrowd must be 0 or 1"),
+    (lambda d: d["videos"][0].__setitem__("length", 4), "length 4 != 3 file_names"),
+    (lambda d: d["videos"].append(dict(d["videos"][0])), "duplicate video id 0"),
+    (lambda d: d["categories"][0].__setitem__("partition", 5), "partition must be 0, 1, 2 or 3"),
+])
+def test_gt_errors_name_file_and_problem(tmp_path, mutate, message):
+    d = gt_dict()
+    mutate(d)
+    path = write_json(tmp_path / "bad_gt.json", d)
+    with pytest.raises(YTVISFormatError, match=message) as e:
+        read_gt(path)
+    assert str(path) in str(e.value)
+
+
+def test_not_json_and_wrong_top_level(tmp_path):
+    (tmp_path / "x.json").write_text("{oops")
+    with pytest.raises(YTVISFormatError, match="not valid JSON"):
+        read_gt(tmp_path / "x.json")
+    with pytest.raises(YTVISFormatError, match="top level is a list"):
+        read_gt(write_json(tmp_path / "l.json", []))
+    with pytest.raises(YTVISFormatError, match="expected a list of predictions, got a dict"):
+        read_results(write_json(tmp_path / "r.json", gt_dict()))
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"video_id": 0, "category_id": 7, "segmentations": []}, "missing 'score'"),
+    ({"video_id": 0, "category_id": 7, "score": "high", "segmentations": []}, "score must be a finite number"),
+    ({"video_id": 0, "category_id": 7, "score": 0.5,
+      "segmentations": [{"size": [H, W], "counts": [9, 2, 2, 2, 5]}]}, "results need compressed RLE"),
+])
+def test_results_structure_errors(entry, message):
+    with pytest.raises(YTVISFormatError, match=message):
+        parse_results([entry], source="res.json")
+
+
+@pytest.mark.parametrize("segs, message", [
+    ([None, None], "2 segmentations but video 0 has length 3"),
+    ([None, None, {"size": [H + 1, W], "counts": "T0"}], r"RLE size \[5, 5\] != \[height, width\] = \[4, 5\]"),
+])
+def test_results_checked_against_gt(segs, message):
+    results = parse_results([{"video_id": 0, "category_id": 7, "score": 1.0, "segmentations": segs}])
+    with pytest.raises(YTVISFormatError, match=message):
+        check_results_against_gt(results, parse_gt(gt_dict()), source="res.json")
+
+
+def test_results_unknown_video_is_an_error_unknown_category_is_not():
+    gt = parse_gt(gt_dict())
+    check_results_against_gt([ResultEntry(0, 99, 1.0, [None] * 3)], gt)  # dropped later by the evaluator
+    with pytest.raises(YTVISFormatError, match="video_id 4 is not in the ground truth"):
+        check_results_against_gt([ResultEntry(4, 7, 1.0, [None] * 3)], gt)
+
+
+def test_is_base_partition():
+    assert [is_base_partition(p) for p in (0, 1, 2, 3)] == [True, True, False, False]
+    with pytest.raises(ValueError):
+        is_base_partition(4)
+
+
+def test_load_dataset_folder(tmp_path):
+    d = gt_dict()
+    d["videos"][0]["file_names"][2] = "v0\\00010.jpg"  # Windows separator, as in some LV-VIS copies
+    write_json(tmp_path / "instances.json", d)
+    (tmp_path / "JPEGImages" / "v0").mkdir(parents=True)
+    for n in ("00000", "00005", "00010"):
+        (tmp_path / "JPEGImages" / "v0" / f"{n}.jpg").write_bytes(b"")
+    ds = load_dataset_folder(tmp_path)
+    assert ds.annotation_file.name == "instances.json"
+    assert isinstance(ds.gt, GroundTruth) and len(ds.gt.annotations) == 1
+    paths = ds.frame_paths[0]
+    assert [p.name for p in paths] == ["00000.jpg", "00005.jpg", "00010.jpg"]
+    assert all(p.is_absolute() and p.is_file() for p in paths)
+
+    (tmp_path / "JPEGImages" / "v0" / "00005.jpg").unlink()
+    with pytest.raises(YTVISFormatError, match="1 of 3 frames missing"):
+        load_dataset_folder(tmp_path)
+    assert len(load_dataset_folder(tmp_path, check_frames=False).frame_paths[0]) == 3
+
+
+def test_load_dataset_folder_without_annotation_file(tmp_path):
+    with pytest.raises(YTVISFormatError, match="no annotation file.*annotations.json"):
+        load_dataset_folder(tmp_path)
