@@ -1,7 +1,6 @@
 """Model structure: released key layouts, shapes, gradients, association."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from ovformer.config import config_from_d2_yaml, get_preset, list_presets
 from ovformer.factory import create_model
 from ovformer.inference.association import associate
 
-FIXTURE = Path(os.environ.get("OVFORMER_PARITY_FIXTURE", Path(__file__).resolve().parents[2]
-                              / "shared/reference/ovformer_parity"))
+from tests.parity_fixture import FIXTURE  # noqa: E402
 
 
 def read_manifest(path: Path) -> dict[str, torch.Tensor]:

@@ -1,12 +1,11 @@
 """Numerical parity with the official implementation on the reference fixture.
 
-The fixture (env ``OVFORMER_PARITY_FIXTURE``, default ``../shared/reference/ovformer_parity``)
-holds an official-layout checkpoint with random weights, its detectron2 config, inputs and the
+The fixture (env ``OVFORMER_PARITY_FIXTURE``, default ``../shared/reference/ovformer_parity``,
+else the vendored copy; see ``tests/parity_fixture.py``) holds an official-layout checkpoint with random weights, its detectron2 config, inputs and the
 official outputs. Nothing below assumes this fixture's sizes.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,7 @@ from ovformer.factory import create_model
 from ovformer.inference.postprocess import select_topk, video_scores
 from ovformer.inference.tracker import ClipResult, VideoState
 
-DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared/reference/ovformer_parity"
-FIXTURE = Path(os.environ.get("OVFORMER_PARITY_FIXTURE", DEFAULT_FIXTURE))
+from tests.parity_fixture import FIXTURE
 
 pytestmark = pytest.mark.skipif(not (FIXTURE / "expected_outputs.pt").is_file(),
                                 reason=f"parity fixture not found at {FIXTURE}")

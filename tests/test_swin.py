@@ -7,7 +7,6 @@ its checkpoint layout against the released model's manifest.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from torch import nn
 
 from ovformer.modeling.swin import SwinBackbone, SwinStage, WindowAttention, shifted_window_mask
 
-FIXTURE = Path(os.environ.get("OVFORMER_PARITY_FIXTURE", "/work/shared/reference/ovformer_parity"))
+from tests.parity_fixture import FIXTURE  # noqa: E402
 SMALL = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=7, pretrain_img_size=224)
 
 
