@@ -1,0 +1,285 @@
+"""YouTube-VIS training data: several folders, one name-matched vocabulary, clip batches.
+
+Any YouTube-VIS layout works (the app's exports, YTVIS-2019/2021, LV-VIS, OVIS). Categories
+are matched across datasets by normalised name, so datasets with different vocabularies
+mix: the union of names is the training vocabulary, embedded once with CLIP. The federated
+loss needs category frequencies; they are counted here from the training data itself
+(videos containing the category, like LV-VIS's `image_count`), so no metadata file is needed.
+
+Sampling is a pure function of (seed, rank, iteration): resuming at iteration i replays
+exactly the batches an uninterrupted run would have seen, with no sampler state to save.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from training.augment import ClipAugmentation
+
+#: RGB pixel mean of the model's input normalisation; padding with it gives zeros after
+#: normalisation, which is what detectron2's ImageList padding of normalised images gives.
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+_ANNOTATION_NAMES = ("annotations.json", "instances.json", "train.json", "valid.json", "val.json")
+
+
+def normalize_name(name: str) -> str:
+    """Key used to match category names across datasets ("Bow_(weapon)" == "bow (weapon)")."""
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def display_name(name: str) -> str:
+    """Name given to CLIP: LVIS-style underscores become spaces."""
+    return " ".join(name.replace("_", " ").split())
+
+
+@dataclass
+class YTVISFolder:
+    """One YouTube-VIS dataset on disk.
+
+    Attributes:
+        annotation_file: the ground-truth JSON.
+        image_root: folder the videos' `file_names` are relative to.
+        data: the parsed JSON (videos, annotations, categories).
+        tracks: video id -> its non-crowd annotations (one per track).
+    """
+
+    annotation_file: Path
+    image_root: Path
+    data: dict
+    tracks: dict[int, list[dict]] = field(default_factory=dict)
+
+    @property
+    def videos(self) -> list[dict]:
+        return self.data["videos"]
+
+    @property
+    def categories(self) -> list[dict]:
+        return self.data["categories"]
+
+
+def find_annotation_file(path: str | Path) -> Path:
+    """The ground-truth JSON of a dataset folder (or ``path`` itself if it is a file)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    for name in _ANNOTATION_NAMES:
+        if (p / name).is_file():
+            return p / name
+    found = sorted(p.glob("*.json"))
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(f"{p}: no YouTube-VIS annotation file ({', '.join(_ANNOTATION_NAMES)})")
+
+
+def load_ytvis_folder(path: str | Path) -> YTVISFolder:
+    """Read a YouTube-VIS dataset: `annotations.json` (or instances/train/valid.json) and
+    `JPEGImages/` next to it (or the folder itself when the file names resolve there)."""
+    ann = find_annotation_file(path)
+    root = ann.parent / "JPEGImages" if (ann.parent / "JPEGImages").is_dir() else ann.parent
+    data = json.loads(ann.read_text())
+    tracks: dict[int, list[dict]] = {v["id"]: [] for v in data["videos"]}
+    for a in data.get("annotations", []):
+        if a.get("iscrowd", 0) == 0:  # the released mapper drops crowd regions in training
+            tracks.setdefault(a["video_id"], []).append(a)
+    return YTVISFolder(ann, root, data, tracks)
+
+
+def build_vocabulary(folders: Sequence[YTVISFolder]) -> list[str]:
+    """Union of category names over datasets, in order of first appearance (dataset order,
+    then category id), as display names. Names equal after `normalize_name` merge."""
+    names: dict[str, str] = {}
+    for f in folders:
+        for c in sorted(f.categories, key=lambda c: c["id"]):
+            names.setdefault(normalize_name(c["name"]), display_name(c["name"]))
+    return list(names.values())
+
+
+def category_frequencies(folders: Sequence[YTVISFolder], vocabulary: Sequence[str]) -> torch.Tensor:
+    """(K,) float: number of training videos in which each vocabulary category has a track.
+    The federated loss samples negatives with probability proportional to ``freq ** 0.5``,
+    so categories never seen in training (e.g. novel ones) are never sampled."""
+    index = {normalize_name(n): i for i, n in enumerate(vocabulary)}
+    counts = torch.zeros(len(vocabulary))
+    for f in folders:
+        cat_name = {c["id"]: normalize_name(c["name"]) for c in f.categories}
+        for tracks in f.tracks.values():
+            for k in {index[cat_name[a["category_id"]]] for a in tracks}:
+                counts[k] += 1
+    return counts
+
+
+def decode_segmentation(seg: dict | list | None, h: int, w: int) -> np.ndarray | None:
+    """(h, w) bool mask from compressed RLE, uncompressed RLE or polygons; None if absent."""
+    if not seg:
+        return None
+    if isinstance(seg, list):  # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    elif isinstance(seg.get("counts"), list):  # uncompressed RLE (official YTVIS-2019 files)
+        rle = mask_utils.frPyObjects(seg, h, w)
+    else:
+        rle = seg
+    return mask_utils.decode(rle).astype(bool)
+
+
+def sample_frame_indices(rng: np.random.Generator, length: int, num_frames: int, frame_range: int) -> list[int]:
+    """Frame indices of a training clip, sorted: a uniformly random reference frame plus
+    ``num_frames - 1`` frames drawn (with replacement, as released) within
+    ``+-frame_range`` of it, the reference excluded. A 1-frame video repeats its frame."""
+    ref = int(rng.integers(0, length))
+    near = [i for i in range(max(0, ref - frame_range), min(length, ref + frame_range + 1)) if i != ref]
+    if not near:
+        near = [ref]
+    others = rng.choice(np.asarray(near), size=num_frames - 1, replace=True).tolist()
+    return sorted(others + [ref])
+
+
+@dataclass
+class TrainClip:
+    """One augmented training clip.
+
+    Attributes:
+        frames: (T, 3, H, W) float32 RGB 0..255.
+        labels: (N,) int64 vocabulary indices of the instances visible in the clip.
+        masks: (N, T, H, W) bool; an instance absent from a frame has an empty mask there.
+        frame_paths: T image files, the keys of the (un-augmented) CLIP frame embeddings.
+    """
+
+    frames: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    frame_paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClipBatch:
+    """A padded batch.
+
+    Attributes:
+        frames: (B, T, 3, H, W) float32 RGB 0..255, padded bottom/right with PIXEL_MEAN.
+        targets: B dicts with "labels" (N_b,) int64 and "masks" (N_b, T, H, W) float32.
+        image_sizes: B (h, w) sizes before padding.
+        frame_paths: B lists of T image files (CLIP embedding keys).
+    """
+
+    frames: torch.Tensor
+    targets: list[dict[str, torch.Tensor]]
+    image_sizes: list[tuple[int, int]]
+    frame_paths: list[list[str]] = field(default_factory=list)
+
+
+class VideoClipDataset:
+    """Draws augmented clips from several YouTube-VIS folders with a shared vocabulary.
+
+    Args:
+        folders: datasets from `load_ytvis_folder`.
+        vocabulary: category display names (e.g. from `build_vocabulary`); every category of
+            every folder must be in it, by normalised name.
+        augmentation: the per-clip transform.
+        num_frames: frames per clip (T).
+        frame_range: the other frames lie within +-frame_range of the reference frame.
+    """
+
+    def __init__(self, folders: Sequence[YTVISFolder], vocabulary: Sequence[str],
+                 augmentation: ClipAugmentation, num_frames: int = 2, frame_range: int = 20) -> None:
+        index = {normalize_name(n): i for i, n in enumerate(vocabulary)}
+        self.folders = list(folders)
+        self.augmentation = augmentation
+        self.num_frames = num_frames
+        self.frame_range = frame_range
+        self._label: list[dict[int, int]] = []
+        for f in self.folders:
+            missing = [c["name"] for c in f.categories if normalize_name(c["name"]) not in index]
+            if missing:
+                raise ValueError(f"{f.annotation_file}: categories not in the vocabulary: {missing[:5]}")
+            self._label.append({c["id"]: index[normalize_name(c["name"])] for c in f.categories})
+        # videos with at least one frame; (folder index, video dict)
+        self.items = [(i, v) for i, f in enumerate(self.folders) for v in f.videos if v["file_names"]]
+        if not self.items:
+            raise ValueError("no videos in the training data")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def clip(self, rng: np.random.Generator, index: int) -> TrainClip:
+        """Draw frames of video ``index`` with ``rng`` and return the augmented clip."""
+        fi, video = self.items[index]
+        folder = self.folders[fi]
+        idx = sample_frame_indices(rng, len(video["file_names"]), self.num_frames, self.frame_range)
+        paths = [str(folder.image_root / video["file_names"][t]) for t in idx]
+        frames = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+        h, w = frames[0].shape[:2]
+        tracks = [a for a in folder.tracks.get(video["id"], [])
+                  if any(a["segmentations"][t] for t in idx if t < len(a["segmentations"]))]
+        masks = np.zeros((len(tracks), len(idx), h, w), dtype=bool)
+        for n, a in enumerate(tracks):
+            for j, t in enumerate(idx):
+                m = decode_segmentation(a["segmentations"][t] if t < len(a["segmentations"]) else None, h, w)
+                if m is not None:
+                    masks[n, j] = m[:h, :w]
+        frames, masks = self.augmentation(rng, frames, masks)
+        # a crop can remove an instance from every frame: it is then not a target
+        keep = masks.reshape(len(tracks), -1).any(axis=1) if len(tracks) else np.zeros(0, bool)
+        labels = [self._label[fi][a["category_id"]] for a, k in zip(tracks, keep) if k]
+        return TrainClip(
+            frames=torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float(),
+            labels=torch.tensor(labels, dtype=torch.int64),
+            masks=torch.from_numpy(masks[keep]),
+            frame_paths=paths,
+        )
+
+
+def collate_clips(clips: Sequence[TrainClip]) -> ClipBatch:
+    """Pad clips to a common size (the batch maximum) and stack them."""
+    hs = [c.frames.shape[-2] for c in clips]
+    ws = [c.frames.shape[-1] for c in clips]
+    hm, wm = max(hs), max(ws)
+    t = clips[0].frames.shape[0]
+    frames = torch.tensor(PIXEL_MEAN).view(1, 1, 3, 1, 1).repeat(len(clips), t, 1, hm, wm)
+    targets = []
+    for b, c in enumerate(clips):
+        h, w = c.frames.shape[-2:]
+        frames[b, :, :, :h, :w] = c.frames
+        masks = torch.zeros(len(c.labels), t, hm, wm)
+        masks[:, :, :h, :w] = c.masks.float()
+        targets.append({"labels": c.labels, "masks": masks})
+    return ClipBatch(frames, targets, list(zip(hs, ws)), [c.frame_paths for c in clips])
+
+
+class ClipBatchStream(torch.utils.data.IterableDataset):
+    """Batches for iterations ``start .. total-1``; batch i depends only on (seed, rank, i).
+
+    With a DataLoader of ``num_workers`` workers (batch_size=None), worker k builds the
+    batches i with ``i % num_workers == k`` and the loader's round-robin keeps the order.
+
+    Args:
+        dataset: the clip source.
+        batch_size: clips per batch on this rank.
+        seed, rank: make the draws differ across runs and data-parallel ranks.
+        start, total: iteration range.
+    """
+
+    def __init__(self, dataset: VideoClipDataset, batch_size: int, seed: int, rank: int,
+                 start: int, total: int) -> None:
+        super().__init__()
+        self.dataset, self.batch_size = dataset, batch_size
+        self.seed, self.rank, self.start, self.total = seed, rank, start, total
+
+    def batch(self, iteration: int) -> ClipBatch:
+        rng = np.random.default_rng([self.seed, self.rank, iteration])
+        picks = rng.integers(0, len(self.dataset), size=self.batch_size)
+        return collate_clips([self.dataset.clip(rng, int(i)) for i in picks])
+
+    def __iter__(self) -> Iterator[ClipBatch]:
+        info = torch.utils.data.get_worker_info()
+        k, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i in range(self.start, self.total):
+            if (i - self.start) % n == k:
+                yield self.batch(i)
