@@ -229,8 +229,11 @@ class ClipEncoder:
 
 def _quietly(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     # Module constructors draw their initial weights from the global RNG; fork_rng restores
-    # it afterwards so loading a CLIP never perturbs the caller's random stream.
+    # it afterwards so loading a CLIP never perturbs the caller's random stream, and the fixed
+    # seed makes what the constructor draws (e.g. Linear biases, which _seeded_random keeps)
+    # independent of the caller's RNG state.
     with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
         return build()
 
 

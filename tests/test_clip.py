@@ -227,3 +227,15 @@ def test_missing_path_and_offline_openai_errors(tmp_path, monkeypatch: pytest.Mo
         load_clip("openai", cache_dir=str(tmp_path / "hf"))
     msg = str(err.value)
     assert "--clip random" in msg and "--clip /path/to/ViT-B-32.pt" in msg and "openai" in msg
+
+
+def test_random_clip_does_not_depend_on_the_callers_rng_state():
+    import torch
+
+    from ovformer.clip import load_clip
+    torch.manual_seed(1)
+    a = load_clip("tiny-random").model.state_dict()
+    torch.manual_seed(2)
+    b = load_clip("tiny-random").model.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

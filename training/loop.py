@@ -111,9 +111,6 @@ def run_training(settings: TrainSettings,
     folders = [load_ytvis_folder(d) for d in settings.data]
     vocab = build_vocabulary(folders)
     freq = category_frequencies(folders, vocab)
-    # seed first: some "random"/"tiny-random" CLIP parameters come from the global generator,
-    # and every rank (and a resumed run) must get the same frozen CLIP
-    torch.manual_seed(settings.seed)
     clip = load_clip(settings.clip, di.device)
     text = clip.encode_text(vocab, settings.templates).float().to(di.device)  # (K, D)
     if text.shape[1] != run.model_config.clip_dim:
