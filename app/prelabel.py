@@ -59,14 +59,37 @@ class PredictorHub:
     def loaded(self) -> bool:
         return self._predictor is not None
 
+    def _key(self, spec: ModelSpec) -> tuple:
+        return (spec.preset, spec.weights, spec.untrained, spec.clip, id(self._factory))
+
     def get(self) -> Any:
         if self._predictor is None:
-            key = (self.spec.preset, self.spec.weights, self.spec.untrained, self.spec.clip, id(self._factory))
+            key = self._key(self.spec)
             # one model per process and spec: several app instances (tests) share the weights
             if key not in _LOADED:
                 _LOADED[key] = self._factory(self.spec)
             self._predictor = _LOADED[key]
         return self._predictor
+
+    def load(self, spec: ModelSpec) -> Any:
+        """Swap the app's weights (e.g. to a fine-tuned checkpoint) and load them now, so the
+        banner is right at once and a bad file fails here rather than in the next pre-label."""
+        with self.lock:  # never under a running pre-label
+            old = (self.spec, self._predictor)
+            self.spec, self._predictor = spec, None
+            try:
+                return self.get()
+            except Exception:
+                self.spec, self._predictor = old
+                raise
+
+    def predictor_for(self, spec: ModelSpec) -> Any:
+        """A predictor for ``spec`` without swapping the app's weights (the closed loop's
+        before/after models): the loaded one when it is ``spec``, else a shared or new one.
+        Callers hold :attr:`lock` while they use it: it may be the app's own predictor."""
+        if self._predictor is not None and self._key(spec) == self._key(self.spec):
+            return self._predictor
+        return _LOADED.get(self._key(spec)) or self._factory(spec)
 
     def untrained(self) -> bool:
         p = self._predictor

@@ -18,6 +18,7 @@ import numpy as np
 from . import export as X
 from . import views
 from .edits import EditError, Editor
+from .finetune import FineTuner
 from .media import Limits, MediaError, decode_any, safe_name
 from .prelabel import JobRunner, PredictorHub, PrelabelSettings
 from .store import Store
@@ -59,6 +60,7 @@ class Studio:
         self.hub = hub
         self.runner = JobRunner(self.store, hub)
         self.exports = config.home / "exports"
+        self.finetune = FineTuner(config.home, config.datasets, self.store, hub)  # the Fine-tune tab
 
     # -- the shared view ------------------------------------------------------------------------
     def view(self, st: dict) -> list:

@@ -14,6 +14,7 @@ import gradio as gr  # noqa: E402
 
 from . import edit_callbacks as E  # noqa: E402
 from . import views  # noqa: E402
+from .finetune_ui import build_tab as build_finetune_tab  # noqa: E402
 from .media import VIDEO_EXT  # noqa: E402
 from .studio import Studio, new_session  # noqa: E402
 from .vocab_util import PRESETS  # noqa: E402
@@ -37,110 +38,119 @@ def build(s: Studio) -> gr.Blocks:
         gr.Markdown(INTRO)
         status = gr.Markdown("Ready.", elem_id="status")
         progress_box = gr.Markdown("", elem_id="progress")
-        with gr.Row():
-            with gr.Column(scale=1, min_width=330):
-                sample_btn = gr.Button("▶ Try the sample (one click)", variant="primary", elem_id="sample_btn")
-                with gr.Accordion("1 · Project & videos", open=True):
-                    project_dd = gr.Dropdown(label="Project", choices=[(n, i) for i, n in s.store.projects()],
-                                             allow_custom_value=True, elem_id="project_dd")
-                    with gr.Row():
-                        project_name = gr.Textbox(label="New project name", scale=2, elem_id="project_name")
-                        new_project_btn = gr.Button("Create", scale=1, elem_id="new_project_btn")
-                    upload = gr.File(label="Video file or zip of frames", elem_id="video_in",
-                                     file_types=list(VIDEO_EXT) + [".zip"])
-                    json_in = gr.File(label="Optional: YouTube-VIS / LV-VIS json (ground truth or results) "
-                                            "to import as pre-labels", file_types=[".json"], elem_id="json_in")
-                    import_fps = gr.Number(5, label="Frames per second to keep (0 = all)", minimum=0,
-                                           elem_id="import_fps")
-                    add_btn = gr.Button("Add video to project", elem_id="add_btn")
-                    video_dd = gr.Dropdown(label="Video", choices=[], allow_custom_value=True, elem_id="video_dd")
-                    if s.cfg.sample_video:
-                        gr.Examples([[str(s.cfg.sample_video)]], inputs=[upload], label="Example video")
-                with gr.Accordion("2 · Vocabulary", open=True):
-                    vocab = gr.Textbox(label="Classes (comma or newline separated)", lines=3, elem_id="vocab",
-                                       placeholder="person, bicycle, car")
-                    gr.Examples([[SAMPLE_VOCAB], ["dog, cat, ball, sofa"], ["car, truck, bus, traffic light"]],
-                                inputs=[vocab], label="Example vocabularies")
-                    with gr.Row():
-                        preset_dd = gr.Dropdown(list(PRESETS), value="YTVIS-2019", label="Preset", scale=2,
-                                                elem_id="preset_dd")
-                        preset_btn = gr.Button("Add preset", scale=1, elem_id="preset_btn")
-                    save_vocab_btn = gr.Button("Save vocabulary", elem_id="save_vocab_btn")
-                with gr.Accordion("3 · Pre-label with OVFormer", open=True):
-                    res = gr.Slider(96, 1024, 360, step=8, label="Resolution (shorter side)", elem_id="res")
-                    clip_len = gr.Slider(1, 16, 5, step=1, label="Clip length (frames)", elem_id="clip_len")
-                    fps = gr.Number(0, label="Frame rate for the model (0 = every frame)", minimum=0, elem_id="fps")
-                    thr = gr.Slider(0, 1, 0.1, step=0.01, label="Score threshold", elem_id="thr")
-                    max_tracks = gr.Slider(1, 100, 20, step=1, label="Maximum tracks", elem_id="max_tracks")
-                    with gr.Row():
-                        run_btn = gr.Button("Pre-label", variant="primary", elem_id="run_btn")
-                        cancel_btn = gr.Button("Cancel", elem_id="cancel_btn")
-                with gr.Accordion("6 · Export", open=True):
-                    with gr.Row():
-                        export_ds_btn = gr.Button("Dataset (YTVIS zip)", elem_id="export_ds_btn")
-                        export_res_btn = gr.Button("Results json", elem_id="export_res_btn")
-                        export_vid_btn = gr.Button("Overlay video", elem_id="export_vid_btn")
-                    export_file = gr.File(label="Download", interactive=False, elem_id="export_file")
-            with gr.Column(scale=3):
-                info = gr.Markdown("No video selected.", elem_id="video_info")
-                # no block label: it would sit over the top-left corner, where track tags often are
-                frame_img = gr.Image(label="Frame (masks, ids and classes overlaid)", show_label=False,
-                                     type="numpy", interactive=False, format="jpeg", elem_id="frame_img",
-                                     value=views.blank())
+        with gr.Tabs(elem_id="main_tabs"):
+            with gr.Tab("Annotate", elem_id="tab_annotate"):
                 with gr.Row():
-                    prev_btn = gr.Button("◀", scale=0, min_width=50, elem_id="prev_btn")
-                    slider = gr.Slider(0, 1, 0, step=1, label="Frame", scale=8, elem_id="frame_slider")
-                    next_btn = gr.Button("▶", scale=0, min_width=50, elem_id="next_btn")
-                timeline = gr.Plot(label="Timeline (current frame in red)", elem_id="timeline")
-                with gr.Row():
-                    track_dd = gr.Dropdown(label="Selected track", choices=[], allow_custom_value=True, scale=3,
-                                           elem_id="track_dd")
-                    queue_btn = gr.Button("Next in review queue", scale=1, elem_id="queue_btn")
-                    toggle_btn = gr.Button("Show / hide", scale=1, elem_id="toggle_btn")
-                    reviewed_cb = gr.Checkbox(label="Video reviewed", scale=1, elem_id="reviewed_cb")
-                with gr.Tabs():
-                    with gr.Tab("4 · Review", elem_id="tab_review"):
-                        tracks_df = gr.Dataframe(headers=views.TABLE_HEADERS, interactive=False, wrap=True,
-                                                 label="Tracks (review queue order: low score and short first;"
-                                                       " click a row to select)", elem_id="tracks_df")
-                    with gr.Tab("5 · Correct", elem_id="tab_correct"):
+                    with gr.Column(scale=1, min_width=330):
+                        sample_btn = gr.Button("▶ Try the sample (one click)", variant="primary",
+                                               elem_id="sample_btn")
+                        with gr.Accordion("1 · Project & videos", open=True):
+                            project_dd = gr.Dropdown(label="Project", choices=[(n, i) for i, n in s.store.projects()],
+                                                     allow_custom_value=True, elem_id="project_dd")
+                            with gr.Row():
+                                project_name = gr.Textbox(label="New project name", scale=2, elem_id="project_name")
+                                new_project_btn = gr.Button("Create", scale=1, elem_id="new_project_btn")
+                            upload = gr.File(label="Video file or zip of frames", elem_id="video_in",
+                                             file_types=list(VIDEO_EXT) + [".zip"])
+                            json_in = gr.File(label="Optional: YouTube-VIS / LV-VIS json (ground truth or results) "
+                                                    "to import as pre-labels", file_types=[".json"], elem_id="json_in")
+                            import_fps = gr.Number(5, label="Frames per second to keep (0 = all)", minimum=0,
+                                                   elem_id="import_fps")
+                            add_btn = gr.Button("Add video to project", elem_id="add_btn")
+                            video_dd = gr.Dropdown(label="Video", choices=[], allow_custom_value=True,
+                                                   elem_id="video_dd")
+                            if s.cfg.sample_video:
+                                gr.Examples([[str(s.cfg.sample_video)]], inputs=[upload], label="Example video")
+                        with gr.Accordion("2 · Vocabulary", open=True):
+                            vocab = gr.Textbox(label="Classes (comma or newline separated)", lines=3, elem_id="vocab",
+                                               placeholder="person, bicycle, car")
+                            gr.Examples([[SAMPLE_VOCAB], ["dog, cat, ball, sofa"], ["car, truck, bus, traffic light"]],
+                                        inputs=[vocab], label="Example vocabularies")
+                            with gr.Row():
+                                preset_dd = gr.Dropdown(list(PRESETS), value="YTVIS-2019", label="Preset", scale=2,
+                                                        elem_id="preset_dd")
+                                preset_btn = gr.Button("Add preset", scale=1, elem_id="preset_btn")
+                            save_vocab_btn = gr.Button("Save vocabulary", elem_id="save_vocab_btn")
+                        with gr.Accordion("3 · Pre-label with OVFormer", open=True):
+                            res = gr.Slider(96, 1024, 360, step=8, label="Resolution (shorter side)", elem_id="res")
+                            clip_len = gr.Slider(1, 16, 5, step=1, label="Clip length (frames)", elem_id="clip_len")
+                            fps = gr.Number(0, label="Frame rate for the model (0 = every frame)", minimum=0,
+                                            elem_id="fps")
+                            thr = gr.Slider(0, 1, 0.1, step=0.01, label="Score threshold", elem_id="thr")
+                            max_tracks = gr.Slider(1, 100, 20, step=1, label="Maximum tracks", elem_id="max_tracks")
+                            with gr.Row():
+                                run_btn = gr.Button("Pre-label", variant="primary", elem_id="run_btn")
+                                cancel_btn = gr.Button("Cancel", elem_id="cancel_btn")
+                        with gr.Accordion("6 · Export", open=True):
+                            with gr.Row():
+                                export_ds_btn = gr.Button("Dataset (YTVIS zip)", elem_id="export_ds_btn")
+                                export_res_btn = gr.Button("Results json", elem_id="export_res_btn")
+                                export_vid_btn = gr.Button("Overlay video", elem_id="export_vid_btn")
+                            export_file = gr.File(label="Download", interactive=False, elem_id="export_file")
+                    with gr.Column(scale=3):
+                        info = gr.Markdown("No video selected.", elem_id="video_info")
+                        # no block label: it would sit over the top-left corner, where track tags often are
+                        frame_img = gr.Image(label="Frame (masks, ids and classes overlaid)", show_label=False,
+                                             type="numpy", interactive=False, format="jpeg", elem_id="frame_img",
+                                             value=views.blank())
                         with gr.Row():
-                            label_dd = gr.Dropdown(label="Class (alternatives, vocabulary, or type a new one)",
-                                                   choices=[], allow_custom_value=True, scale=3, elem_id="label_dd")
-                            relabel_btn = gr.Button("Relabel track", scale=1, elem_id="relabel_btn")
+                            prev_btn = gr.Button("◀", scale=0, min_width=50, elem_id="prev_btn")
+                            slider = gr.Slider(0, 1, 0, step=1, label="Frame", scale=8, elem_id="frame_slider")
+                            next_btn = gr.Button("▶", scale=0, min_width=50, elem_id="next_btn")
+                        timeline = gr.Plot(label="Timeline (current frame in red)", elem_id="timeline")
                         with gr.Row():
-                            merge_dd = gr.Dropdown(label="Merge this track into the selected one", choices=[],
-                                                   allow_custom_value=True, scale=3, elem_id="merge_dd")
-                            merge_btn = gr.Button("Merge", scale=1, elem_id="merge_btn")
+                            track_dd = gr.Dropdown(label="Selected track", choices=[], allow_custom_value=True, scale=3,
+                                                   elem_id="track_dd")
+                            queue_btn = gr.Button("Next in review queue", scale=1, elem_id="queue_btn")
+                            toggle_btn = gr.Button("Show / hide", scale=1, elem_id="toggle_btn")
+                            reviewed_cb = gr.Checkbox(label="Video reviewed", scale=1, elem_id="reviewed_cb")
+                        with gr.Tabs():
+                            with gr.Tab("4 · Review", elem_id="tab_review"):
+                                tracks_df = gr.Dataframe(headers=views.TABLE_HEADERS, interactive=False, wrap=True,
+                                                         label="Tracks (review queue order: low score and short first;"
+                                                               " click a row to select)", elem_id="tracks_df")
+                            with gr.Tab("5 · Correct", elem_id="tab_correct"):
+                                with gr.Row():
+                                    label_dd = gr.Dropdown(label="Class (alternatives, vocabulary, or type a new one)",
+                                                           choices=[], allow_custom_value=True, scale=3,
+                                                           elem_id="label_dd")
+                                    relabel_btn = gr.Button("Relabel track", scale=1, elem_id="relabel_btn")
+                                with gr.Row():
+                                    merge_dd = gr.Dropdown(label="Merge this track into the selected one", choices=[],
+                                                           allow_custom_value=True, scale=3, elem_id="merge_dd")
+                                    merge_btn = gr.Button("Merge", scale=1, elem_id="merge_btn")
+                                with gr.Row():
+                                    span_a = gr.Number(0, label="From frame", precision=0, elem_id="span_a")
+                                    span_b = gr.Number(0, label="To frame", precision=0, elem_id="span_b")
+                                    span_btn = gr.Button("Delete these frames", elem_id="span_btn")
+                                with gr.Row():
+                                    copy_n = gr.Number(5, label="Copy mask to next N frames", precision=0,
+                                                       elem_id="copy_n")
+                                    copy_btn = gr.Button("Copy forward", elem_id="copy_btn")
+                                    split_btn = gr.Button("Split at current frame", elem_id="split_btn")
+                                    delete_btn = gr.Button("Delete track", variant="stop", elem_id="delete_btn")
+                            with gr.Tab("Paint", elem_id="tab_paint"):
+                                paint_btn = gr.Button("Paint this frame (loads the selected track's mask)",
+                                                      elem_id="paint_btn")
+                                editor = gr.ImageEditor(type="numpy", image_mode="RGBA", format="png", sources=(),
+                                                        transforms=(), canvas_size=(640, 360), elem_id="editor",
+                                                        layers=gr.LayerOptions(allow_additional_layers=False),
+                                                        brush=gr.Brush(colors=["#ff3030"], color_mode="fixed"),
+                                                        eraser=gr.Eraser(), label="Brush adds, eraser removes")
+                                with gr.Row():
+                                    save_mask_btn = gr.Button("Save mask to selected track", variant="primary",
+                                                              elem_id="save_mask_btn")
+                                    new_track_btn = gr.Button("Save as new track (class from the Correct tab)",
+                                                              elem_id="new_track_btn")
+                            with gr.Tab("Play", elem_id="tab_play"):
+                                play_btn = gr.Button("Render and play with masks", elem_id="play_btn")
+                                player = gr.Video(label="Overlay video (also under Export → Overlay video)",
+                                                  interactive=False, elem_id="player")
                         with gr.Row():
-                            span_a = gr.Number(0, label="From frame", precision=0, elem_id="span_a")
-                            span_b = gr.Number(0, label="To frame", precision=0, elem_id="span_b")
-                            span_btn = gr.Button("Delete these frames", elem_id="span_btn")
-                        with gr.Row():
-                            copy_n = gr.Number(5, label="Copy mask to next N frames", precision=0, elem_id="copy_n")
-                            copy_btn = gr.Button("Copy forward", elem_id="copy_btn")
-                            split_btn = gr.Button("Split at current frame", elem_id="split_btn")
-                            delete_btn = gr.Button("Delete track", variant="stop", elem_id="delete_btn")
-                    with gr.Tab("Paint", elem_id="tab_paint"):
-                        paint_btn = gr.Button("Paint this frame (loads the selected track's mask)",
-                                              elem_id="paint_btn")
-                        editor = gr.ImageEditor(type="numpy", image_mode="RGBA", format="png", sources=(),
-                                                transforms=(), canvas_size=(640, 360), elem_id="editor",
-                                                layers=gr.LayerOptions(allow_additional_layers=False),
-                                                brush=gr.Brush(colors=["#ff3030"], color_mode="fixed"),
-                                                eraser=gr.Eraser(), label="Brush adds, eraser removes")
-                        with gr.Row():
-                            save_mask_btn = gr.Button("Save mask to selected track", variant="primary",
-                                                      elem_id="save_mask_btn")
-                            new_track_btn = gr.Button("Save as new track (class from the Correct tab)",
-                                                      elem_id="new_track_btn")
-                    with gr.Tab("Play", elem_id="tab_play"):
-                        play_btn = gr.Button("Render and play with masks", elem_id="play_btn")
-                        player = gr.Video(label="Overlay video (also under Export → Overlay video)",
-                                          interactive=False, elem_id="player")
-                with gr.Row():
-                    undo_btn = gr.Button("↶ Undo", elem_id="undo_btn")
-                    redo_btn = gr.Button("↷ Redo", elem_id="redo_btn")
+                            undo_btn = gr.Button("↶ Undo", elem_id="undo_btn")
+                            redo_btn = gr.Button("↷ Redo", elem_id="redo_btn")
+            with gr.Tab("Fine-tune", elem_id="tab_finetune"):
+                build_finetune_tab(s.finetune, banner, demo)
 
         VIEW = [frame_img, slider, timeline, tracks_df, track_dd, merge_dd, label_dd, reviewed_cb, info]
         EDIT_OUT = [st, status, *VIEW]

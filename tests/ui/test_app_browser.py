@@ -197,3 +197,50 @@ def test_browser_flow(server):
     assert len(list((root / "JPEGImages" / "bikes").glob("*.jpg"))) == 10
     assert np.all([a["segmentations"][f] is None or a["segmentations"][f]["size"] == [272, 640]
                    for a in anns for f in range(10)])
+
+
+def _finished_run(run_dir: Path) -> None:
+    """The files a finished fine-tuning run with a closed loop leaves (no training here: the
+    gradio_client test trains for real; this one only looks at the page)."""
+    run_dir.mkdir(parents=True)
+    lines = [{"iteration": i, "loss": 60 * 0.97 ** i, "loss_ce": 6 * 0.96 ** i, "loss_object_ce": 5.0,
+              "loss_mask": 20 * 0.98 ** i, "loss_dice": 30 * 0.98 ** i, "lr": 1e-4} for i in range(1, 51)]
+    lines += [{"iteration": i, "eval": {"AP": 0.05 + 0.004 * i, "AP50": 0.12 + 0.006 * i, "AP75": 0.02 + 0.003 * i}}
+              for i in (12, 24, 36, 48, 50)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (run_dir / "progress.json").write_text(json.dumps({"state": "finished", "iteration": 50, "total": 50,
+                                                       "elapsed_s": 312.0}))
+    (run_dir / "model_final.pth").write_bytes(b"")
+    heldout = {"kind": "videos", "project": 1, "videos": ["bikes"], "dir": str(run_dir / "heldout")}
+    (run_dir / "finetune.json").write_text(json.dumps({"name": run_dir.name, "heldout": heldout, "auto_loop": True,
+                                                       "excluded": {"bikes-project": ["bikes"]}}))
+    metrics = {"before": {"AP": 0.051, "AP50": 0.118, "AP75": 0.02}, "after": {"AP": 0.25, "AP50": 0.42, "AP75": 0.17}}
+    (run_dir / "closed_loop.json").write_text(json.dumps({**metrics, "videos": ["bikes"],
+                                                          "weights_before": "r50-lvvis",
+                                                          "weights_after": "runs/demo/model_final.pth"}))
+
+
+def test_finetune_tab_shows_a_finished_run(server):
+    """The Fine-tune tab of a page opened after a run: progress, both curves, before/after."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, studio = server
+    _finished_run(studio.cfg.home / "runs" / "demo")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        ctx = browser.new_context(viewport={"width": 1440, "height": 1200})
+        ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+                  else r.abort())
+        page = ctx.new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Fine-tune").click()
+        expect(page.locator("#ft_status")).to_contain_text("finished", timeout=30_000)
+        expect(page.locator("#ft_status")).to_contain_text("AP 5.1 → 25.0")
+        for plot in ("#ft_loss", "#ft_map", "#ft_loop_plot"):
+            expect(page.locator(f"{plot} .js-plotly-plot")).to_have_count(1, timeout=20_000)
+        expect(page.locator("#ft_loop_table")).to_contain_text("+19.9")
+        expect(page.locator("#ft_load")).to_be_enabled()
+        page.wait_for_timeout(500)  # plotly draws after it is in the DOM
+        page.screenshot(path=str(SHOTS / "finetune.png"), full_page=True)
+        browser.close()

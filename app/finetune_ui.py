@@ -1,0 +1,281 @@
+"""The Fine-tune tab: choose data, start a run, watch it, load the result, compare before/after.
+
+Layout and wiring only (logic: :mod:`app.finetune`, :mod:`app.closed_loop`). A ``gr.Timer``
+polls the run folder once a second while something moves; figures are re-sent only when new
+metrics arrived, so the plots do not flicker. Every event has an ``api_name`` (``/ft_*``) so
+gradio_client drives what the page drives, and every component an ``elem_id``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from .closed_loop import SUMMARY
+from .finetune import FineTuneError, FineTuner, RunView, StartRequest
+
+LOSS_TERMS = ("loss", "loss_ce", "loss_object_ce", "loss_mask", "loss_dice")
+MOVING = ("starting", "running", "evaluating")
+LOOP_HEADERS = ["metric", "before", "after", "change"]
+
+
+def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
+    fig.update_layout(title=title, height=330, margin=dict(l=50, r=10, t=40, b=40), xaxis_title="iteration",
+                      yaxis_title=ytitle, legend=dict(orientation="h", y=-0.3, yanchor="top"),
+                      template="plotly_white")
+    return fig
+
+
+def loss_figure(metrics: list[dict]) -> go.Figure:
+    """Total loss and its terms over iterations, as logged in metrics.jsonl."""
+    rows = [r for r in metrics if "loss" in r and "eval" not in r]
+    fig = go.Figure()
+    for key in LOSS_TERMS:
+        pts = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=key, mode="lines+markers",
+                                     line=dict(width=3 if key == "loss" else 1.5)))
+    return _layout(fig, "Training loss", "loss")
+
+
+def map_figure(metrics: list[dict], loop: dict | None = None) -> go.Figure:
+    """Held-out mAP (%) at each evaluation; the closed loop's "before" AP at iteration 0."""
+    evals = [r for r in metrics if isinstance(r.get("eval"), dict)]
+    fig = go.Figure()
+    for key in SUMMARY:
+        # -1 = undefined (no GT of that kind): not a point; 0.0 is one
+        pts = [(r["iteration"], 100 * r["eval"][key]) for r in evals if (r["eval"].get(key) is not None
+                                                                         and r["eval"][key] >= 0)]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=key, mode="lines+markers"))
+    if loop and (loop.get("before") or {}).get("AP", -1) >= 0:
+        fig.add_trace(go.Scatter(x=[0], y=[100 * loop["before"]["AP"]], name="AP before (closed loop)",
+                                 mode="markers", marker=dict(size=11, symbol="diamond")))
+    return _layout(fig, "Held-out mAP (%)" if evals or loop else "Held-out mAP (%): none yet", "%")
+
+
+def loop_rows(loop: dict | None) -> list[list[Any]]:
+    """[metric, before %, after %, change] for AP, AP50, AP75 (formatted: the table only shows them)."""
+    if not loop:
+        return []
+    rows = []
+    for k in SUMMARY:
+        b, a = loop["before"].get(k, -1), loop["after"].get(k, -1)
+        rows.append([k, f"{100 * b:.1f}", f"{100 * a:.1f}", f"{100 * (a - b):+.1f}" if min(a, b) >= 0 else "n/a"])
+    return rows
+
+
+def loop_figure(loop: dict | None) -> go.Figure:
+    fig = go.Figure()
+    if loop:
+        for which, color in (("before", "#9ca3af"), ("after", "#2563eb")):
+            vals = [100 * max(0.0, loop[which].get(k, 0.0)) for k in SUMMARY]
+            fig.add_trace(go.Bar(x=list(SUMMARY), y=vals, name=f"{which}: {loop[f'weights_{which}']}",
+                                 marker_color=color, text=[f"{v:.1f}" for v in vals], textposition="outside",
+                                 cliponaxis=False))  # the label over the tallest bar stays visible
+    fig.update_layout(barmode="group", title="Closed loop: held-out AP before vs after fine-tuning (%)",
+                      height=330, margin=dict(l=50, r=10, t=60, b=40), template="plotly_white",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def progress_html(v: RunView | None) -> str:
+    if v is None:
+        return ""
+    p = v.progress
+    it, total = int(p.get("iteration") or 0), int(p.get("total") or 0)
+    frac = 1.0 if v.state == "finished" else (it / total if total else 0.0)
+    bits = [f"iteration {it}/{total or '?'}"]
+    if p.get("loss") is not None and v.state in MOVING:
+        bits.append(f"loss {p['loss']:.3f}")
+    if p.get("lr") is not None and v.state in MOVING:
+        bits.append(f"lr {p['lr']:.2e}")
+    if p.get("eta_s") is not None and v.state in MOVING:
+        bits.append(f"ETA {_duration(p['eta_s'])}")
+    if p.get("elapsed_s") is not None:
+        bits.append(f"elapsed {_duration(p['elapsed_s'])}")
+    color = {"failed": "#dc2626", "stopped": "#d97706", "finished": "#16a34a"}.get(v.state, "#2563eb")
+    return (f'<div style="background:#e5e7eb;border-radius:6px;height:16px;overflow:hidden">'
+            f'<div style="width:{100 * frac:.1f}%;height:100%;background:{color}"></div></div>'
+            f'<div style="margin-top:4px">{v.state} · {" · ".join(bits)}</div>')
+
+
+def _duration(s: float) -> str:
+    s = float(s)
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+def status_text(v: RunView) -> str:
+    """What the run is doing, in one or two lines (log tail on failure)."""
+    p, head = v.progress, f"**{v.name}**"
+    text = {"starting": f"⏳ {head}: starting (data, CLIP and the model are loading)…",
+            "running": f"⏳ {head}: training, iteration {p.get('iteration', 0)}/{p.get('total', '?')}",
+            "evaluating": f"⏳ {head}: scoring the held-out set at iteration {p.get('iteration', 0)}",
+            "stopped": f"■ {head}: stopped at iteration {p.get('iteration', 0)} (a checkpoint was saved)",
+            "finished": f"✔ {head} finished: `{v.final}`. **Load the fine-tuned model** to pre-label with it.",
+            }.get(v.state, f"✖ {head} failed: {v.error}" + (f"\n```\n{v.log_tail}\n```" if v.log_tail else ""))
+    if v.stop_requested and v.state in MOVING:
+        text += " — ■ stop requested: it checkpoints and stops after this iteration"
+    excluded = v.record.get("excluded") or {}
+    if excluded:
+        text += "  \nHeld-out videos kept out of training: " + "; ".join(
+            f"{d}: {', '.join(n)}" for d, n in excluded.items())
+    if v.loop is not None and not v.loop.finished:
+        text += f"  \n⏳ closed loop: {v.loop.message} ({v.loop.done}/{v.loop.total} videos)"
+    elif v.loop is not None and v.loop.state == "error":
+        text += f"  \n✖ {v.loop.message}"
+    elif v.loop_result:
+        b, a = v.loop_result["before"]["AP"], v.loop_result["after"]["AP"]
+        text += (f"  \n✔ closed loop on {len(v.loop_result['videos'])} held-out videos: "
+                 f"AP {100 * b:.1f} → {100 * a:.1f}")
+    return text
+
+
+def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
+    """The tab's contents; call inside ``with gr.Tab(...)``. ``banner`` is the page's weights banner."""
+    gr.Markdown("Fine-tune the model on datasets exported from your projects, then check on held-out "
+                "**reviewed** videos whether it got better (the closed loop).")
+    model_md = gr.Markdown(elem_id="ft_model")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=330):
+            with gr.Accordion("1 · Training data", open=True):
+                with gr.Row():
+                    datasets = gr.Dropdown(label="Exported datasets", multiselect=True, choices=[], scale=4,
+                                           elem_id="ft_datasets")
+                    refresh = gr.Button("↻", scale=0, min_width=44, elem_id="ft_refresh")
+            with gr.Accordion("2 · Held-out videos (closed loop)", open=True):
+                project = gr.Dropdown(label="Project", choices=[], elem_id="ft_project")
+                heldout = gr.Dropdown(label="Reviewed videos to hold out (left out of training)", multiselect=True,
+                                      choices=[], elem_id="ft_heldout")
+                heldout_ds = gr.Dropdown(label="…or a held-out dataset", choices=[], elem_id="ft_heldout_ds")
+                auto = gr.Checkbox(True, label="Run the closed loop when training finishes", elem_id="ft_auto")
+            with gr.Accordion("3 · Settings", open=True):
+                note = gr.Markdown(elem_id="ft_note")
+                with gr.Row():
+                    iters = gr.Number(50, label="Iterations", precision=0, minimum=1, elem_id="ft_iters")
+                    batch = gr.Number(2, label="Batch (clips)", precision=0, minimum=1, elem_id="ft_batch")
+                with gr.Row():
+                    lr = gr.Number(0, label="Learning rate (0 = recipe)", minimum=0, elem_id="ft_lr")
+                    min_size = gr.Number(0, label="Training shorter side (0 = recipe)", precision=0, minimum=0,
+                                         elem_id="ft_min_size")
+                with gr.Row():
+                    eval_every = gr.Number(0, label="Held-out mAP every N iterations (0 = at the end)", precision=0,
+                                           minimum=0, elem_id="ft_eval_every")
+                    loop_size = gr.Number(0, label="Closed-loop shorter side (0 = model's)", precision=0, minimum=0,
+                                          elem_id="ft_loop_size")
+                name = gr.Textbox(label="Run name (optional)", elem_id="ft_name")
+            with gr.Row():
+                start = gr.Button("Start fine-tuning", variant="primary", elem_id="ft_start")
+                stop = gr.Button("Stop", variant="stop", elem_id="ft_stop")
+        with gr.Column(scale=2):
+            run = gr.Dropdown(label="Run", choices=[], elem_id="ft_run")
+            status = gr.Markdown("No run yet.", elem_id="ft_status")
+            progress = gr.HTML(elem_id="ft_progress")
+            with gr.Row():
+                loss_plot = gr.Plot(label="Loss", elem_id="ft_loss")
+                map_plot = gr.Plot(label="mAP", elem_id="ft_map")
+            with gr.Row():
+                load = gr.Button("Load the fine-tuned model", interactive=False, elem_id="ft_load")
+                loop_btn = gr.Button("Closed loop: re-label held-out videos before / after", interactive=False,
+                                     elem_id="ft_loop_btn")
+            with gr.Row():
+                loop_df = gr.Dataframe(headers=LOOP_HEADERS, interactive=False, label="Held-out AP (%)",
+                                       elem_id="ft_loop_table", scale=2, min_width=320)
+                loop_plot = gr.Plot(label="Before vs after", elem_id="ft_loop_plot", scale=3)
+    timer = gr.Timer(1.0, active=False)
+    seen = gr.State({})
+
+    def lists(proj: Any = None) -> tuple:
+        projects = [(n, i) for i, n in ft.store.projects()]
+        pid = proj if proj in [i for _, i in projects] else (projects[-1][1] if projects else None)
+        names = ft.datasets()
+        spec_label, (preset, _, clip) = ft.hub.label(), ft.model_setup()
+        return (gr.Dropdown(choices=names), gr.Dropdown(choices=projects, value=pid),
+                gr.Dropdown(choices=ft.reviewed_videos(pid)), gr.Dropdown(choices=[""] + names),
+                gr.Dropdown(choices=ft.runs()), f"Starts from the loaded weights: `{spec_label}` "
+                f"(preset `{preset}`, CLIP `{clip}`).")
+    list_out = [datasets, project, heldout, heldout_ds, run, model_md]
+
+    def on_load() -> tuple:
+        d = ft.defaults()
+        runs = ft.runs()
+        out = lists()
+        return (*out[:4], gr.Dropdown(choices=runs, value=ft.active() or (runs[0] if runs else None)), out[5],
+                d["note"], d["iters"], d["batch"], d["eval_every"], gr.Timer(active=bool(runs)))
+
+    refresh.click(lists, [project], list_out, api_name="ft_refresh")
+    project.input(lambda p: gr.Dropdown(choices=ft.reviewed_videos(p), value=[]), [project], [heldout],
+                  api_name="ft_project")
+    demo.load(on_load, None, [*list_out, note, iters, batch, eval_every, timer], api_visibility="private")
+
+    def do_start(ds, proj, held, held_ds, n_it, n_b, lr_, size, every, lsize, auto_, name_) -> tuple:
+        req = StartRequest(list(ds or []), int(proj) if proj else None, [int(v) for v in held or []],
+                           held_ds or None, int(n_it or 1), int(n_b or 1), float(lr_ or 0) or None,
+                           int(size or 0) or None, int(every or 0), int(lsize or 0) or None, bool(auto_), name_ or "")
+        try:
+            started = ft.start(req)
+        except FineTuneError as e:
+            return f"✖ {e} (nothing was started)", gr.Dropdown(), gr.Timer()
+        return (f"⏳ **{started}** started", gr.Dropdown(choices=ft.runs(), value=started), gr.Timer(active=True))
+    start.click(do_start, [datasets, project, heldout, heldout_ds, iters, batch, lr, min_size, eval_every,
+                           loop_size, auto, name], [status, run, timer], api_name="ft_start")
+
+    poll_out = [status, progress, loss_plot, map_plot, load, loop_btn, loop_df, loop_plot, seen, timer]
+
+    def render(name: str | None, seen_: dict, force: bool) -> tuple:
+        if not name:
+            return ("No run yet.", "", *[gr.skip()] * 6, seen_, gr.Timer(active=False))
+        try:
+            v = ft.view(name)
+        except FineTuneError as e:
+            return (f"✖ {e}", "", *[gr.skip()] * 6, seen_, gr.Timer(active=False))
+        key = {"run": name, "n": len(v.metrics), "loop": bool(v.loop_result)}
+        new = force or key != seen_
+        loop_pending = (v.state == "finished" and name in ft.handles and v.record.get("auto_loop")
+                        and v.record.get("heldout", {}).get("kind") and not v.loop_result
+                        and (v.loop is None or not v.loop.finished))
+        moving = v.state in MOVING or loop_pending or (v.loop is not None and not v.loop.finished)
+        done = v.final is not None
+        return (status_text(v), progress_html(v),
+                loss_figure(v.metrics) if new else gr.skip(),
+                map_figure(v.metrics, v.loop_result) if new else gr.skip(),
+                gr.Button(interactive=done),
+                gr.Button(interactive=done and bool(v.record.get("heldout", {}).get("kind"))),
+                loop_rows(v.loop_result) if new else gr.skip(), loop_figure(v.loop_result) if new else gr.skip(),
+                key, gr.Timer(active=bool(moving)))
+
+    timer.tick(lambda n, s: render(n, s, False), [run, seen], poll_out, api_name="ft_poll",
+               show_progress="hidden", concurrency_limit=None)
+    run.input(lambda n, s: render(n, s, True), [run, seen], poll_out, api_name="ft_view", show_progress="hidden")
+
+    def do_stop(name: str | None) -> str:
+        try:
+            return ft.stop(name)
+        except FineTuneError as e:
+            return f"✖ {e}"
+    stop.click(do_stop, [run], [status], api_name="ft_stop")
+
+    def do_load(name: str | None) -> tuple:
+        try:
+            label = ft.load_final(name)
+        except FineTuneError as e:
+            return f"✖ {e}", gr.Markdown(), gr.Markdown()
+        except Exception as e:  # a broken checkpoint: the old weights stay loaded
+            return f"✖ could not load the fine-tuned model ({type(e).__name__}: {e})", gr.Markdown(), gr.Markdown()
+        return (f"✔ pre-labelling now uses the fine-tuned weights `{label}`", ft.hub.banner(),
+                lists()[5])
+    load.click(do_load, [run], [status, banner, model_md], api_name="ft_load")
+
+    def do_loop(name: str | None, seen_: dict):
+        try:
+            job = ft.closed_loop(name)
+        except FineTuneError as e:
+            yield {status: f"✖ {e}"}
+            return
+        while not job.finished:
+            yield {status: f"⏳ closed loop: {job.message} ({job.done}/{job.total} videos)"}
+            time.sleep(0.3)
+        yield dict(zip(poll_out, render(name, seen_, True)))
+    loop_btn.click(do_loop, [run, seen], poll_out, api_name="ft_closed_loop", show_progress_on=[status])
