@@ -99,8 +99,29 @@ class PredictorHub:
         p = self._predictor
         return str(getattr(p, "weights_label", "") or self.spec.describe()) if p is not None else self.spec.describe()
 
+    def missing_weights(self) -> str | None:
+        """Why the configured weights cannot load, without loading them (None when they can,
+        as far as a cheap check tells): a new user learns it from the banner, not from a failed
+        pre-label run."""
+        if self.loaded or self.spec.untrained:
+            return None
+        from ovformer.weights import WeightsNotFoundError, resolve_weights
+        try:
+            resolve_weights(self.spec.weights or self.spec.preset, download=False)
+        except WeightsNotFoundError as exc:
+            return str(exc)
+        except (KeyError, ValueError):  # e.g. a preset without released weights
+            return None
+        return None
+
     def banner(self) -> str:
         """Markdown for the always-visible weights banner."""
+        missing = self.missing_weights()
+        if missing is not None:
+            return ("### ⚠️ No model weights: pre-labelling cannot run yet. You can still import, "
+                    "edit and export labels.\n\n```\n" + missing + "\n```\n"
+                    "Or restart with `ovformer app --preset tiny --untrained --clip tiny-random` "
+                    "to try the flow on random weights.")
         state = "loaded" if self.loaded else "loads on the first pre-label run"
         if self.untrained():
             return (f"### ⚠️ UNTRAINED MODEL — weights are RANDOM: `{self.label()}` ({state}). "

@@ -41,3 +41,16 @@ def test_limits_have_clear_messages(tmp_path):
     with pytest.raises(MediaError, match=r"upload limit is 0 MB .*--max-upload-mb"):
         decode_any(bikes, store.reserve_video_dir(), 1, Limits(max_upload_mb=0.1))
     assert not list((tmp_path / "staging").iterdir())  # nothing half-decoded is left behind
+
+
+def test_banner_says_which_weights_are_missing_and_where(tmp_path, monkeypatch):
+    from app.prelabel import ModelSpec, PredictorHub
+
+    monkeypatch.setenv("OVFORMER_HOME", str(tmp_path))
+    banner = PredictorHub(ModelSpec("r50-lvvis", None, False, None)).banner()
+    assert "No model weights" in banner
+    assert str(tmp_path / "weights" / "ovformer_r50_lvvis.pth") in banner
+    assert "ovformer weights download r50-lvvis" in banner
+    # random weights need no file, and say so loudly instead
+    untrained = PredictorHub(ModelSpec("tiny", None, True, "tiny-random")).banner()
+    assert "UNTRAINED" in untrained and "No model weights" not in untrained
