@@ -1,6 +1,6 @@
 """Export a project: YouTube-VIS dataset (ground-truth layout), results layout, overlay video.
 
-The dataset folder is exactly what ``ovformer train`` / ``ovformer.ytvis.io.load_dataset_folder``
+The dataset folder is exactly what ``ovformer train`` / ``ovformer.ytvis.dataset.load_dataset_folder``
 reads: ``<root>/annotations.json`` + ``<root>/JPEGImages/<video>/<frame>.jpg``. Files are written
 into a temporary folder and renamed into place so that a crash never leaves half a dataset.
 """

@@ -156,7 +156,7 @@ def test_full_flow(server, tmp_path):
                 assert s["size"] == [272, 640] and mask_utils.area(s) == area
     ds = Path(studio.cfg.datasets) / root
     assert (ds / "annotations.json").exists()
-    from ovformer.ytvis.io import load_dataset_folder
+    from ovformer.ytvis.dataset import load_dataset_folder
     assert len(load_dataset_folder(ds).gt.annotations) == len(anns)
     try:  # the training loop reads the export as is
         from training.data import load_ytvis_folder

@@ -100,7 +100,7 @@ def test_export_matches_pycocotools(proj, tmp_path):
     z = zip_folder(root, tmp_path / "out.zip")
     assert "demo/annotations.json" in zipfile.ZipFile(z).namelist()
     try:
-        from ovformer.ytvis.io import load_dataset_folder
+        from ovformer.ytvis.dataset import load_dataset_folder
     except ImportError:
         return
     ds = load_dataset_folder(root)

@@ -45,7 +45,7 @@ def test_predict_real_videos_with_prelabels_and_render(tmp_path, sample_videos):
     results = _check_results(out, {1: (12, 272, 640), 2: (12, info.height, info.width)})
     assert len(results) == 2 * 20  # top_k of the tiny preset per video
     # the ground-truth layout is a dataset folder that reads back, frames included
-    from ovformer.ytvis.io import load_dataset_folder
+    from ovformer.ytvis.dataset import load_dataset_folder
     ds = load_dataset_folder(gt.parent)
     assert [v.length for v in ds.gt.videos] == [12, 12]
     assert {c.name for c in ds.gt.categories} == {"person", "bicycle", "car"}

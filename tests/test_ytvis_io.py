@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from ovformer.ytvis.dataset import load_dataset_folder
 from ovformer.ytvis.io import (
     GroundTruth, ResultEntry, YTVISFormatError, annotation_from_masks, check_results_against_gt,
-    is_base_partition, load_dataset_folder, parse_gt, parse_results, read_gt, read_results,
+    is_base_partition, parse_gt, parse_results, read_gt, read_results,
     result_from_masks, write_gt, write_results,
 )
 

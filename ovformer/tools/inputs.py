@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..data.video import DEFAULT_FOLDER_FPS, VideoInfo, VideoSource, open_video
-from ..ytvis.io import GT_FILE_NAMES, Category, load_dataset_folder
+from ..ytvis.dataset import load_dataset_folder
+from ..ytvis.io import GT_FILE_NAMES, Category
 
 
 @dataclass

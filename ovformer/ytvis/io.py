@@ -27,12 +27,12 @@ from .rle import RLE, encode_masks, rle_area, rle_bbox, to_compressed
 
 __all__ = [
     "YTVISFormatError", "Video", "Category", "Annotation", "GroundTruth", "ResultEntry",
-    "DatasetFolder", "read_gt", "write_gt", "parse_gt", "read_results", "write_results",
+    "read_gt", "write_gt", "parse_gt", "read_results", "write_results",
     "parse_results", "check_results_against_gt", "annotation_from_masks", "result_from_masks",
-    "is_base_partition", "load_dataset_folder", "GT_FILE_NAMES",
+    "is_base_partition", "GT_FILE_NAMES",
 ]
 
-#: File names :func:`load_dataset_folder` looks for, in this order.
+#: File names :func:`ovformer.ytvis.dataset.load_dataset_folder` looks for, in this order.
 GT_FILE_NAMES = ("annotations.json", "instances.json", "valid.json")
 
 
@@ -121,14 +121,6 @@ class ResultEntry:
     def to_dict(self) -> dict[str, Any]:
         return {"video_id": self.video_id, "category_id": self.category_id,
                 "score": self.score, "segmentations": self.segmentations}
-
-
-@dataclass
-class DatasetFolder:
-    root: Path
-    annotation_file: Path
-    gt: GroundTruth
-    frame_paths: dict[int, list[Path]]  # video id -> absolute frame paths, in file_names order
 
 
 # ----------------------------------------------------------------------------------- checks
@@ -417,33 +409,3 @@ def _dump(path: str | os.PathLike[str], obj: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, separators=(",", ":"))
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written file behind
-
-
-# ---------------------------------------------------------------------------- dataset folder
-def load_dataset_folder(root: str | os.PathLike[str], annotation_file: str | None = None,
-                        check_frames: bool = True) -> DatasetFolder:
-    """Open a YouTube-VIS dataset folder: ``<root>/annotations.json`` (or ``instances.json`` /
-    ``valid.json``) plus ``<root>/JPEGImages/<video>/<frame>.jpg``.
-
-    ``file_names`` are relative to ``JPEGImages``; Windows separators (seen in LV-VIS copies)
-    are normalised. With ``check_frames``, a missing frame is a :class:`YTVISFormatError`.
-    """
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise YTVISFormatError(f"{root}: not a directory")
-    names = (annotation_file,) if annotation_file else GT_FILE_NAMES
-    ann_path = next((root / n for n in names if (root / n).is_file()), None)
-    if ann_path is None:
-        raise YTVISFormatError(f"{root}: no annotation file (looked for {', '.join(names)})")
-    gt = read_gt(ann_path)
-    images = root / "JPEGImages"
-    frame_paths: dict[int, list[Path]] = {}
-    for v in gt.videos:
-        paths = [images / n.replace("\\", "/") for n in v.file_names]
-        if check_frames:
-            missing = [p for p in paths if not p.is_file()]
-            if missing:
-                raise YTVISFormatError(f"{ann_path}: video {v.id}: {len(missing)} of {len(paths)} "
-                                       f"frames missing, first {missing[0]}")
-        frame_paths[v.id] = paths
-    return DatasetFolder(root, ann_path, gt, frame_paths)
