@@ -13,9 +13,10 @@ import torch
 
 from ..clip import ClipEncoder
 from ..data.resize import frames_to_tensor, resize_frames, resized_shape
-from ..modeling import OVFormer
+from ..modeling import ClipOutput, OVFormer
 from ..ytvis.rle import encode_mask
 from .postprocess import resize_mask_logits, select_topk, video_scores
+from .runtime import keep_freed_memory
 from .tracker import ClipResult, VideoState
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -90,7 +91,9 @@ class OVFormerVideoPredictor:
         min_size, max_size: shorter-side resize for the model (360 R50, 480 Swin-B; max 1333).
         clip_length: frames per clip: 5 semi-online (released), 1 online, 0 offline (whole video).
         top_k: (query, class) pairs kept per video (50 released).
-        device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16").
+        device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16"). CLIP
+            always runs in float32 (it is ~3% of the work, and its embeddings set the scores).
+            On CPU, glibc is told to keep freed memory (see :mod:`.runtime`).
         weights_label: what the app's banner and the outputs say about the weights.
         untrained: the weights are random; every output says so.
         num_alternatives: alternatives kept per track.
@@ -104,6 +107,8 @@ class OVFormerVideoPredictor:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.model = model.eval().to(self.device)
         self.clip = clip
         self.min_size, self.max_size = min_size, max_size
@@ -165,15 +170,29 @@ class OVFormerVideoPredictor:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
 
+    def prepare(self, rgb: Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Frames ((H, W, 3) uint8) resized for the model: (T, 3, h, w) float and (h, w)."""
+        h, w = rgb[0].shape[:2]
+        size = resized_shape(h, w, self.min_size, self.max_size)
+        return resize_frames(frames_to_tensor(rgb), size).to(self.device), size
+
+    @torch.inference_mode()
+    def encode_clip(self, rgb: Sequence[np.ndarray]) -> torch.Tensor:
+        """(T, D) float32 CLIP image embeddings of whole frames."""
+        return self.clip.encode_frames(np.stack(rgb)).float().to(self.device)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor, clip_embeds: torch.Tensor) -> ClipOutput:
+        """The model on one clip ((T, 3, h, w) frames, (T, D) embeddings) in ``self.dtype``;
+        batch size 1."""
+        with self._autocast():
+            return self.model(x[None], clip_embeds[None], self.text_embeds)
+
     @torch.inference_mode()
     def run_clip(self, rgb: Sequence[np.ndarray]) -> tuple[ClipResult, tuple[int, int]]:
         """Model outputs for consecutive frames ((H, W, 3) uint8) and the model input size."""
-        h, w = rgb[0].shape[:2]
-        size = resized_shape(h, w, self.min_size, self.max_size)
-        x = resize_frames(frames_to_tensor(rgb), size).to(self.device)
-        clip_embeds = self.clip.encode_frames(np.stack(rgb)).float().to(self.device)
-        with self._autocast():
-            out = self.model(x[None], clip_embeds[None], self.text_embeds)
+        x, size = self.prepare(rgb)
+        out = self.forward(x, self.encode_clip(rgb))
         return ClipResult.from_output(out), size
 
     @torch.inference_mode()

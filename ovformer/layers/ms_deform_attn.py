@@ -1,13 +1,42 @@
-"""Multi-scale deformable attention (Deformable DETR) in plain PyTorch, via ``grid_sample``.
+"""Multi-scale deformable attention (Deformable DETR) in plain PyTorch.
 
-No compiled op: the official CUDA kernel and this function compute the same sum, and on CPU the
-reference implementation itself runs this path.
+No compiled op. The official CUDA kernel computes, for every query, head, level and point, a
+bilinear sample of the value map weighted by an attention weight, summed. The reference CPU path
+(and :func:`ms_deform_attn_grid_sample` here) does that with one ``grid_sample`` per level, then
+stacks the samples and reduces them; on CPU the grid_sample, the stack and the reduction were
+a third of the pixel decoder's time. :func:`ms_deform_attn_core` computes the same sum as one
+weighted gather: every (query, head) is a bag of ``levels * points * 4`` value rows (the four
+bilinear corners) with weights ``attention * bilinear``, which ``F.embedding_bag`` sums without
+materialising the samples (about 2.5x faster than grid_sample on CPU; same values to ~1e-6,
+same gradients).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def ms_deform_attn_grid_sample(value: torch.Tensor, spatial_shapes: list[tuple[int, int]],
+                               sampling_locations: torch.Tensor,
+                               attention_weights: torch.Tensor) -> torch.Tensor:
+    """The reference formulation (one ``grid_sample`` per level); kept to test the fast path.
+
+    Arguments and result as :func:`ms_deform_attn_core`.
+    """
+    n, _, m, d = value.shape
+    _, lq, _, num_levels, num_points, _ = sampling_locations.shape
+    value_list = value.split([h * w for h, w in spatial_shapes], dim=1)
+    grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
+    sampled = []
+    for lvl, (h, w) in enumerate(spatial_shapes):
+        v = value_list[lvl].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
+        g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # (N*M, Lq, P, 2)
+        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros",
+                                     align_corners=False))  # (N*M, D, Lq, P)
+    attn = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels * num_points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * attn).sum(-1)  # (N*M, D, Lq)
+    return out.view(n, m * d, lq).transpose(1, 2)
 
 
 def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: list[tuple[int, int]],
@@ -23,19 +52,72 @@ def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: list[tuple[int, int
     Returns:
         (N, Lq, M * D)
     """
+    w, h = _per_point(spatial_shapes, sampling_locations.shape[-2], sampling_locations)
+    x = sampling_locations[..., 0].flatten(-2) * w - 0.5
+    y = sampling_locations[..., 1].flatten(-2) * h - 0.5
+    return sample_and_sum(value, spatial_shapes, x, y, attention_weights.flatten(-2))
+
+
+def _per_point(spatial_shapes: list[tuple[int, int]], points: int,
+               like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W_l, H_l) of every (level, point) as two (L * P,) vectors."""
+    sizes = torch.tensor(spatial_shapes, dtype=like.dtype, device=like.device)
+    sizes = sizes.repeat_interleave(points, 0)
+    return sizes[:, 1], sizes[:, 0]
+
+
+def sample_and_sum(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], x: torch.Tensor,
+                   y: torch.Tensor, attention_weights: torch.Tensor) -> torch.Tensor:
+    """:func:`ms_deform_attn_core` with the locations in pixels of each level.
+
+    Args:
+        value: (N, S, M, D).
+        x, y: (N, Lq, M, L * P) float32 coordinates in pixels, the centre of pixel (i, j) at
+            (x, y) = (j, i) (``grid_sample``'s ``align_corners=False`` coordinates: normalised
+            * size - 0.5); bilinear samples outside the map read zeros.
+        attention_weights: (N, Lq, M, L * P).
+    Returns:
+        (N, Lq, M * D)
+    """
     n, _, m, d = value.shape
-    _, lq, _, num_levels, num_points, _ = sampling_locations.shape
-    value_list = value.split([h * w for h, w in spatial_shapes], dim=1)
-    grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
-    sampled = []
-    for lvl, (h, w) in enumerate(spatial_shapes):
-        v = value_list[lvl].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
-        g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)  # (N*M, Lq, P, 2)
-        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros",
-                                     align_corners=False))  # (N*M, D, Lq, P)
-    attn = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels * num_points)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * attn).sum(-1)  # (N*M, D, Lq)
-    return out.view(n, m * d, lq).transpose(1, 2)
+    lq, lp = x.shape[1], x.shape[-1]
+    points = lp // len(spatial_shapes)
+    dev = value.device
+    # Every level gets a zero border, one pixel before and two after: after clamping x to
+    # [-1, W], both bilinear corners of every location lie in the padded map, and a location
+    # off the map puts all its weight on border zeros. So no validity masks are needed, and the
+    # result and its gradients are grid_sample's (padding_mode="zeros").
+    levels = value.split([h * w for h, w in spatial_shapes], 1)
+    padded = torch.cat([F.pad(v.reshape(n, h, w, m * d), (0, 0, 1, 2, 1, 2)).view(n, -1, m * d)
+                        for v, (h, w) in zip(levels, spatial_shapes)], 1)
+    rows = padded.shape[1] * m  # rows of the (N * S_padded * M, D) table per batch element
+    width, height = _per_point(spatial_shapes, points, x)
+    x = x.clamp(min=-1.0).minimum(width)
+    y = y.clamp(min=-1.0).minimum(height)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    # Bags of (corner, level, point) rows; corner-major so every op runs along L * P contiguous
+    # values. Weights of the corners y0x0, y0x1, y1x0, y1x1: attention * bilinear.
+    ay1 = attention_weights * fy
+    wy = torch.stack((attention_weights - ay1, ay1), -2)[..., :, None, :]  # (..., 2, 1, LP)
+    wx = torch.stack((1 - fx, fx), -2)[..., None, :, :]  # (..., 1, 2, LP)
+    weights = (wy * wx).to(value.dtype)
+    # table row of the top-left corner; int32 halves the index traffic when it fits
+    itype = torch.int32 if n * rows < 2**31 else torch.int64
+    row_len = torch.tensor([w + 3 for _, w in spatial_shapes], dtype=itype, device=dev) * m
+    starts = torch.tensor([0] + [(h + 3) * (w + 3) for h, w in spatial_shapes][:-1],
+                          device=dev).cumsum(0).to(itype) * m
+    row_len, starts = row_len.repeat_interleave(points), starts.repeat_interleave(points)
+    # (x0 + 1, y0 + 1) in the padded map: fold the +1s into the base offset
+    base = (torch.arange(n, dtype=itype, device=dev).view(n, 1, 1, 1) * rows
+            + torch.arange(m, dtype=itype, device=dev).view(m, 1) + starts + row_len + m)
+    top_left = y0.to(itype) * row_len + x0.to(itype) * m + base  # (N, Lq, M, LP)
+    corners = torch.stack((torch.zeros_like(row_len), torch.full_like(row_len, m), row_len,
+                           row_len + m)).view(2, 2, lp)
+    index = top_left[..., None, None, :] + corners  # (N, Lq, M, 2, 2, LP)
+    out = F.embedding_bag(index.view(n * lq * m, -1), padded.view(-1, d),
+                          per_sample_weights=weights.view(n * lq * m, -1), mode="sum")
+    return out.view(n, lq, m * d)
 
 
 class MSDeformAttn(nn.Module):
@@ -85,12 +167,21 @@ class MSDeformAttn(nn.Module):
         n, lq, _ = query.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
         v = self.value_proj(value).view(n, value.shape[1], m, -1)
-        offsets = self.sampling_offsets(query).view(n, lq, m, lv, p, 2)
-        weights = self.attention_weights(query).view(n, lq, m, lv * p).softmax(-1)
-        weights = weights.view(n, lq, m, lv, p)
-        # offsets are in pixels of each level: normalise by (W_l, H_l)
-        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype,
-                                  device=query.device)
-        locations = (reference_points[:, :, None, :, None, :]
-                     + offsets / normalizer[None, None, None, :, None, :])
-        return self.output_proj(ms_deform_attn_core(v, spatial_shapes, locations, weights))
+        # The checkpoint's offset rows are interleaved (x, y); taking the x rows, then the y
+        # rows, gives two (..., M, L*P) blocks to work on without strided access.
+        w = self.sampling_offsets.weight.view(-1, 2, query.shape[-1])
+        offsets = F.linear(query, w.transpose(0, 1).flatten(0, 1),
+                           self.sampling_offsets.bias.view(-1, 2).t().flatten())
+        offsets = offsets.float().view(n, lq, 2, m, lv * p)
+        # softmax over L*P: PyTorch's kernel is slow on rows of 12; this is the same formula
+        logits = self.attention_weights(query).float().view(n, lq, m, lv * p)
+        weights = (logits - logits.amax(-1, keepdim=True)).exp()
+        weights = weights / weights.sum(-1, keepdim=True)
+        # The reference normalises the pixel offsets by (W_l, H_l) and grid_sample scales them
+        # back; working in pixels skips both. Float32 locations even under bf16 autocast: a
+        # bf16 coordinate would be off by up to a third of a pixel.
+        width, height = _per_point(spatial_shapes, p, offsets)
+        ref = reference_points.float().repeat_interleave(p, 2)  # (N, Lq, L*P, 2)
+        x = offsets[:, :, 0] + (ref[..., 0] * width - 0.5)[:, :, None]
+        y = offsets[:, :, 1] + (ref[..., 1] * height - 0.5)[:, :, None]
+        return self.output_proj(sample_and_sum(v, spatial_shapes, x, y, weights))

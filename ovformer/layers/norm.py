@@ -25,9 +25,10 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
-        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+        # x * scale + shift in one pass over x (two with a separate mul and add); batch_norm in
+        # eval mode is that affine map and still passes gradients to x.
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=False, momentum=0.0, eps=self.eps)
 
     @classmethod
     def convert(cls, module: nn.Module) -> nn.Module:

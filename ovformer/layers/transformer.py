@@ -1,4 +1,11 @@
-"""Post-/pre-norm attention and FFN blocks of Mask2Former's decoder, and its MLP head."""
+"""Post-/pre-norm attention and FFN blocks of Mask2Former's decoder, and its MLP head.
+
+The attention blocks keep ``nn.MultiheadAttention`` modules (the checkpoints' keys are
+``in_proj_weight``, ``in_proj_bias``, ``out_proj.*``) but run them through :func:`attention`,
+which is ``F.multi_head_attention_forward`` without its copies: the decoder's masked attention
+passes a (B, 1, Lq, Lk) boolean mask that broadcasts over heads, where ``nn.MultiheadAttention``
+wants it repeated per head and turns it into a float mask first.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,6 +15,34 @@ from torch import nn
 
 def _with_pos(x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
     return x if pos is None else x + pos
+
+
+def attention(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor,
+              value: torch.Tensor, blocked: torch.Tensor | None = None) -> torch.Tensor:
+    """``mha(query, key, value, attn_mask=blocked)[0]`` for sequence-first inputs.
+
+    Args:
+        query: (Lq, B, C); key, value: (Lk, B, C).
+        blocked: bool, True = may not attend; (B, 1 or heads, Lq, Lk), or (B*heads, Lq, Lk) as
+            ``nn.MultiheadAttention`` takes it.
+    Returns:
+        (Lq, B, C)
+    """
+    lq, b, c = query.shape
+    h = mha.num_heads
+    w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+
+    def heads(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, w, bias).view(x.shape[0], b, h, c // h).permute(1, 2, 0, 3)
+
+    mask = None
+    if blocked is not None:
+        mask = ~(blocked.view(b, h, lq, -1) if blocked.dim() == 3 else blocked)
+    out = F.scaled_dot_product_attention(heads(query, w_q, b_q), heads(key, w_k, b_k),
+                                         heads(value, w_v, b_v), attn_mask=mask)
+    return F.linear(out.permute(2, 0, 1, 3).reshape(lq, b, c), mha.out_proj.weight,
+                    mha.out_proj.bias)
 
 
 def _xavier(module: nn.Module) -> None:
@@ -29,13 +64,13 @@ class SelfAttentionLayer(nn.Module):
     def forward(self, tgt: torch.Tensor, query_pos: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm(tgt) if self.normalize_before else tgt
         q = k = _with_pos(x, query_pos)
-        out = tgt + self.self_attn(q, k, value=x, need_weights=False)[0]
+        out = tgt + attention(self.self_attn, q, k, x)
         return out if self.normalize_before else self.norm(out)
 
 
 class CrossAttentionLayer(nn.Module):
-    """Queries attend to a memory; (Lq, B, C) x (Lk, B, C). ``memory_mask``: (B*heads, Lq, Lk)
-    bool, True = may not attend."""
+    """Queries attend to a memory; (Lq, B, C) x (Lk, B, C). ``memory_mask``: bool, True = may
+    not attend, (B, 1, Lq, Lk) (shared by the heads) or (B*heads, Lq, Lk)."""
 
     def __init__(self, d_model: int, nhead: int, normalize_before: bool = False) -> None:
         super().__init__()
@@ -48,9 +83,8 @@ class CrossAttentionLayer(nn.Module):
                 memory_mask: torch.Tensor | None = None, pos: torch.Tensor | None = None,
                 query_pos: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm(tgt) if self.normalize_before else tgt
-        out = tgt + self.multihead_attn(query=_with_pos(x, query_pos), key=_with_pos(memory, pos),
-                                        value=memory, attn_mask=memory_mask,
-                                        need_weights=False)[0]
+        out = tgt + attention(self.multihead_attn, _with_pos(x, query_pos),
+                              _with_pos(memory, pos), memory, memory_mask)
         return out if self.normalize_before else self.norm(out)
 
 
@@ -68,7 +102,7 @@ class FFNLayer(nn.Module):
 
     def forward(self, tgt: torch.Tensor) -> torch.Tensor:
         x = self.norm(tgt) if self.normalize_before else tgt
-        out = tgt + self.linear2(F.relu(self.linear1(x)))
+        out = tgt + self.linear2(F.relu(self.linear1(x), inplace=True))
         return out if self.normalize_before else self.norm(out)
 
 

@@ -18,11 +18,12 @@ class LayerPrediction:
 
     pred_logits: (B, Q, K+1) class logits, last column "no object".
     pred_object_logits: (B, Q, 2) [object, no object] logits.
-    pred_masks: (B, Q, T, H/4, W/4) mask logits on the padded grid.
+    pred_masks: (B, Q, T, H/4, W/4) mask logits on the padded grid; None for the earlier
+        layers (``aux_outputs``) when their masks are not asked for (the default in eval mode).
     """
     pred_logits: torch.Tensor
     pred_object_logits: torch.Tensor
-    pred_masks: torch.Tensor
+    pred_masks: torch.Tensor | None
 
 
 @dataclass
@@ -68,25 +69,41 @@ class VideoMaskedTransformerDecoder(nn.Module):
         self.object_embed = MLP(hidden_dim, hidden_dim, 2, 2)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
-    def _heads(self, output: torch.Tensor, mask_features: torch.Tensor,
-               clip_image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-               attn_size: tuple[int, int]) -> tuple[LayerPrediction, torch.Tensor, torch.Tensor]:
-        """Heads on (Q, B, C) queries. Returns the predictions, the normalised queries (B, Q, C)
-        and the attention mask (B*heads, Q, T*h*w) for the next layer (True = blocked)."""
+    def _heads(self, output: torch.Tensor, mask_tokens: torch.Tensor | None,
+               attn_tokens: torch.Tensor | None, clip_image_embeds: torch.Tensor,
+               text_embeds: torch.Tensor) -> tuple[LayerPrediction, torch.Tensor,
+                                                    torch.Tensor | None]:
+        """Heads on (Q, B, C) queries.
+
+        Args:
+            mask_tokens: (B, T, H/4, W/4, C) mask features, or None to skip the full masks.
+            attn_tokens: (B, T*h*w, C) mask features resized to the next layer's level, or None
+                (last layer).
+        Returns:
+            the predictions, the normalised queries (B, Q, C), and the next layer's attention
+            mask (B, 1, Q, T*h*w) (True = blocked, shared by the heads) or None.
+        """
         queries = self.decoder_norm(output).transpose(0, 1)
         obj = self.object_embed(queries)
         cls = self.class_embed(queries, clip_image_embeds, text_embeds)
-        masks = torch.einsum("bqc,btchw->bqthw", self.mask_embed(queries), mask_features)
-        b, q, t = masks.shape[:3]
-        small = F.interpolate(masks.flatten(0, 1), size=attn_size, mode="bilinear",
-                              align_corners=False)
-        blocked = small.sigmoid().view(b, q, -1) < 0.5
-        blocked = blocked.unsqueeze(1).expand(-1, self.num_heads, -1, -1).flatten(0, 1).detach()
+        embed = self.mask_embed(queries)  # (B, Q, C)
+        masks = blocked = None
+        if mask_tokens is not None:
+            # einsum("bqc,bthwc->bqthw") as one bmm reading the channels-last features in place
+            b, t, hm, wm, c = mask_tokens.shape
+            masks = torch.bmm(embed, mask_tokens.view(b, -1, c).transpose(1, 2))
+            masks = masks.view(b, -1, t, hm, wm)
+        if attn_tokens is not None:
+            # The reference resizes the full masks to the level's size; resizing (bilinear) and
+            # the mask product are both linear, so the product with resized features is the
+            # same map (to rounding) without full-resolution masks.
+            small = torch.bmm(embed, attn_tokens.transpose(1, 2))  # (B, Q, T*h*w)
+            blocked = (small.sigmoid() < 0.5).unsqueeze(1).detach()
         return LayerPrediction(cls, obj, masks), queries, blocked
 
     def forward(self, multi_scale: list[torch.Tensor], mask_features: torch.Tensor,
                 clip_image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                batch_size: int) -> ClipOutput:
+                batch_size: int, aux_masks: bool | None = None) -> ClipOutput:
         """
         Args:
             multi_scale: three (B*T, C, h_l, w_l) maps, coarse first.
@@ -94,14 +111,26 @@ class VideoMaskedTransformerDecoder(nn.Module):
             clip_image_embeds: (T, B, D).
             text_embeds: (K, D).
             batch_size: B (frames are grouped video-major: index = b * T + t).
+            aux_masks: compute the earlier layers' full masks (deep supervision); default: in
+                training mode only. Inference reads only the last layer's, and these products
+                were ~8% of the model's time.
         """
         bt, cm, hm, wm = mask_features.shape
         b, t = batch_size, bt // batch_size
-        mask_features = mask_features.view(b, t, cm, hm, wm)
-        srcs, poss, sizes = [], [], []
+        aux_masks = self.training if aux_masks is None else aux_masks
+
+        def tokens(x: torch.Tensor) -> torch.Tensor:
+            """(B*T, C, h, w) -> (B, T, h, w, C); free for channels-last maps (the pixel
+            decoder's are)."""
+            return x.permute(0, 2, 3, 1).contiguous().view(b, t, *x.shape[-2:], x.shape[1])
+
+        mask_tokens = tokens(mask_features)
+        srcs, poss, attn_tokens = [], [], []
         for i, x in enumerate(multi_scale):
             h, w = x.shape[-2:]
-            sizes.append((h, w))
+            resized = F.interpolate(mask_features, size=(h, w), mode="bilinear",
+                                    align_corners=False)
+            attn_tokens.append(tokens(resized).view(b, t * h * w, cm))
             pos = self.pe_layer(x.view(b, t, -1, h, w)).flatten(3)  # (B, T, C, hw)
             src = x.flatten(2) + self.level_embed.weight[i][None, :, None]
             c = src.shape[1]
@@ -111,8 +140,10 @@ class VideoMaskedTransformerDecoder(nn.Module):
         query_pos = self.query_embed.weight.unsqueeze(1).expand(-1, b, -1)
         output = self.query_feat.weight.unsqueeze(1).expand(-1, b, -1)
         preds = []
-        pred, queries, blocked = self._heads(output, mask_features, clip_image_embeds,
-                                             text_embeds, sizes[0])
+        only = self.num_layers == 0  # the initial prediction is also the last
+        pred, queries, blocked = self._heads(output, mask_tokens if aux_masks or only else None,
+                                             None if only else attn_tokens[0], clip_image_embeds,
+                                             text_embeds)
         preds.append(pred)
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
@@ -122,9 +153,11 @@ class VideoMaskedTransformerDecoder(nn.Module):
                 output, srcs[level], memory_mask=blocked, pos=poss[level], query_pos=query_pos)
             output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
             output = self.transformer_ffn_layers[i](output)
+            last = i == self.num_layers - 1
             pred, queries, blocked = self._heads(
-                output, mask_features, clip_image_embeds, text_embeds,
-                sizes[(i + 1) % self.num_feature_levels])
+                output, mask_tokens if aux_masks or last else None,
+                None if last else attn_tokens[(i + 1) % self.num_feature_levels],
+                clip_image_embeds, text_embeds)
             preds.append(pred)
         last = preds[-1]
         return ClipOutput(last.pred_logits, last.pred_object_logits, last.pred_masks,

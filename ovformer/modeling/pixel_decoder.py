@@ -23,7 +23,8 @@ class DeformableEncoderLayer(nn.Module):
     def forward(self, src: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor,
                 spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
         src = self.norm1(src + self.self_attn(src + pos, reference_points, src, spatial_shapes))
-        return self.norm2(src + self.linear2(F.relu(self.linear1(src))))
+        # in-place ReLU: the (N, S, 1024) hidden layer is the largest tensor of the encoder
+        return self.norm2(src + self.linear2(F.relu(self.linear1(src), inplace=True)))
 
 
 class DeformableEncoder(nn.Module):
@@ -120,14 +121,18 @@ class MSDeformAttnPixelDecoder(nn.Module):
             mask_features: (N, mask_dim, H/4, W/4).
             multi_scale: three (N, conv_dim, h, w) maps at strides 32, 16, 8 (decoder order).
         """
-        srcs = [proj(features[k].float()) for proj, k in zip(self.input_proj, self.transformer_in)]
+        # The official code casts the features to float32 here (its deformable-attention kernel
+        # is float32 only); under autocast the convolutions would cast them straight back, and
+        # in float32 the cast is a no-op, so the features go in as they are.
+        srcs = [proj(features[k]) for proj, k in zip(self.input_proj, self.transformer_in)]
         pos = [self.pe_layer(s) for s in srcs]
         memory = self.transformer(srcs, pos)
         n, _, c = memory.shape
-        outs = [m.transpose(1, 2).reshape(n, c, *s.shape[-2:])
+        # (N, h*w, C) tokens back to maps without a copy: NCHW views with channels-last strides
+        outs = [m.view(n, *s.shape[-2:], c).permute(0, 3, 1, 2)
                 for m, s in zip(memory.split([s.shape[-2] * s.shape[-1] for s in srcs], 1), srcs)]
         for i, k in enumerate(self.fpn_in, start=1):
-            lateral = getattr(self, f"adapter_{i}")(features[k].float())
+            lateral = getattr(self, f"adapter_{i}")(features[k])
             up = F.interpolate(outs[-1], size=lateral.shape[-2:], mode="bilinear",
                                align_corners=False)
             outs.append(getattr(self, f"layer_{i}")(lateral + up))
