@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,7 @@ from ovformer.layers.ms_deform_attn import ms_deform_attn_core, ms_deform_attn_g
 from ovformer.layers.transformer import attention
 from ovformer.tools import bench
 
-FIXTURE = Path(os.environ.get("OVFORMER_PARITY_FIXTURE", Path(__file__).resolve().parents[2]
-                              / "shared/reference/ovformer_parity"))
+from tests.parity_fixture import FIXTURE  # noqa: E402
 
 
 def test_bench_json_has_every_key_with_sane_values(capsys):
