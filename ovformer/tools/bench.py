@@ -15,8 +15,9 @@ model and CLIP included).
 FLOPs are counted with ``torch.utils.flop_counter`` on the first pass (2 per multiply-add):
 convolutions, linear layers, (b)mm, attention (QK^T and AV), plus the deformable-attention
 sampling, which runs as ``embedding_bag`` and is counted here at 2 FLOPs per gathered value (a
-multiply-add of the attention * bilinear weight); norms, softmax, interpolation and other
-elementwise work are not counted.
+multiply-add of the attention * bilinear weight), and CLIP's fused attention blocks
+(``_native_multi_head_attention``: projections and attention), which flop_counter skips; norms,
+softmax, interpolation and other elementwise work are not counted.
 
 Example:
     ovformer bench --preset r50-lvvis --frames 10 --size 360x640 --dtype bf16 --json
@@ -46,8 +47,19 @@ def _sampling_flops(weight_shape, indices_shape, *args, out_shape=None, **kwargs
     return 2 * math.prod(indices_shape) * weight_shape[-1]
 
 
-SAMPLING_FLOPS = {torch.ops.aten._embedding_bag_forward_only: _sampling_flops,
-                  torch.ops.aten._embedding_bag: _sampling_flops}
+def _fused_mha_flops(query_shape, key_shape, value_shape, *args, out_shape=None,
+                     **kwargs) -> int:
+    """nn.MultiheadAttention's fused inference path (CLIP's towers take it; batch-first):
+    q, k, v and output projections plus QK^T and AV."""
+    b, lq, e = query_shape
+    lk = key_shape[1]
+    return 2 * b * e * e * (2 * lq + 2 * lk) + 4 * b * lq * lk * e
+
+
+# ops torch.utils.flop_counter has no formula for
+EXTRA_FLOPS = {torch.ops.aten._embedding_bag_forward_only: _sampling_flops,
+               torch.ops.aten._embedding_bag: _sampling_flops,
+               torch.ops.aten._native_multi_head_attention: _fused_mha_flops}
 
 
 def _reset_peak_rss() -> None:
@@ -128,14 +140,14 @@ def _one_pass(pred, clips: list[list[np.ndarray]], count: bool = False,
         x, _ = pred.prepare(rgb)
         t1 = time.perf_counter()
         if count:
-            with FlopCounterMode(display=False) as fc:
+            with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as fc:
                 emb = pred.encode_clip(rgb)
             flops["clip"] += fc.get_total_flops()
         else:
             emb = pred.encode_clip(rgb)
         t2 = time.perf_counter()
         if count:
-            with FlopCounterMode(display=False, custom_mapping=SAMPLING_FLOPS) as fc:
+            with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as fc:
                 out = pred.forward(x, emb)
             flops["model"] += fc.get_total_flops()
             by_module = fc.get_flop_counts()
