@@ -21,3 +21,25 @@ def parity_fixture_dir() -> Path:
 
 
 FIXTURE = parity_fixture_dir()
+
+
+def build_checkpoint(dest: Path) -> Path:
+    """Rebuild the fixture's official-format checkpoint at ``dest`` with its own script."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, str(FIXTURE / "build_checkpoint.py"),
+                    str(FIXTURE / "weights_packed.npz"), str(dest)], check=True,
+                   capture_output=True)
+    return dest
+
+
+def load_parity_model(folder: Path):
+    """(model in eval mode, converted checkpoint, expected outputs) for the fixture."""
+    import torch
+
+    from ovformer.checkpoint import load_into, read_checkpoint
+    from ovformer.factory import create_model
+    conv = read_checkpoint(build_checkpoint(folder / "model_official_format.pth"))
+    model = create_model(FIXTURE / "official_config.yaml").eval()
+    load_into(model, conv)
+    return model, conv, torch.load(FIXTURE / "expected_outputs.pt", weights_only=True)

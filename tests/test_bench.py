@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from ovformer.layers.ms_deform_attn import ms_deform_attn_core, ms_deform_attn_g
 from ovformer.layers.transformer import attention
 from ovformer.tools import bench
 
-from tests.parity_fixture import FIXTURE  # noqa: E402
+from tests.parity_fixture import FIXTURE, load_parity_model  # noqa: E402
 
 
 def test_bench_json_has_every_key_with_sane_values(capsys):
@@ -49,16 +47,8 @@ def test_bench_rejects_bad_arguments():
 def parity_model(tmp_path_factory):
     if not (FIXTURE / "expected_outputs.pt").is_file():
         pytest.skip(f"parity fixture not found at {FIXTURE}")
-    from ovformer.checkpoint import load_into, read_checkpoint
-    from ovformer.factory import create_model
-    ckpt = tmp_path_factory.mktemp("parity") / "model.pth"
-    subprocess.run([sys.executable, str(FIXTURE / "build_checkpoint.py"),
-                    str(FIXTURE / "weights_packed.npz"), str(ckpt)], check=True,
-                   capture_output=True)
-    conv = read_checkpoint(ckpt)
-    model = create_model(FIXTURE / "official_config.yaml").eval()
-    load_into(model, conv)
-    return model, conv.text_embeds, torch.load(FIXTURE / "expected_outputs.pt", weights_only=True)
+    model, conv, expected = load_parity_model(tmp_path_factory.mktemp("parity"))
+    return model, conv.text_embeds, expected
 
 
 def test_bf16_masks_agree_with_fp32_on_the_parity_checkpoint(parity_model):

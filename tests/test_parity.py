@@ -6,20 +6,15 @@ official outputs. Nothing below assumes this fixture's sizes.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ovformer.checkpoint import load_into, read_checkpoint
-from ovformer.factory import create_model
 from ovformer.inference.postprocess import select_topk, video_scores
 from ovformer.inference.tracker import ClipResult, VideoState
 
-from tests.parity_fixture import FIXTURE
+from tests.parity_fixture import FIXTURE, load_parity_model
 
 pytestmark = pytest.mark.skipif(not (FIXTURE / "expected_outputs.pt").is_file(),
                                 reason=f"parity fixture not found at {FIXTURE}")
@@ -27,15 +22,7 @@ pytestmark = pytest.mark.skipif(not (FIXTURE / "expected_outputs.pt").is_file(),
 
 @pytest.fixture(scope="module")
 def fixture(tmp_path_factory):
-    ckpt = tmp_path_factory.mktemp("parity") / "model_official_format.pth"
-    subprocess.run([sys.executable, str(FIXTURE / "build_checkpoint.py"),
-                    str(FIXTURE / "weights_packed.npz"), str(ckpt)], check=True,
-                   capture_output=True)
-    conv = read_checkpoint(ckpt)
-    model = create_model(FIXTURE / "official_config.yaml").eval()
-    load_into(model, conv)
-    expected = torch.load(FIXTURE / "expected_outputs.pt", weights_only=True)
-    return model, conv, expected
+    return load_parity_model(tmp_path_factory.mktemp("parity"))
 
 
 @pytest.fixture(scope="module")

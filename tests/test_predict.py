@@ -13,7 +13,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from app.cli import main as cli
-from tests.test_parity import FIXTURE
+from tests.parity_fixture import FIXTURE, build_checkpoint
 
 TINY = ["--preset", "tiny", "--untrained", "--clip", "tiny-random"]
 
@@ -61,10 +61,7 @@ def test_predict_real_videos_with_prelabels_and_render(tmp_path, sample_videos):
 
 @pytest.mark.skipif(not (FIXTURE / "weights_packed.npz").is_file(), reason="no parity fixture")
 def test_predict_with_the_parity_checkpoint_and_random_clip(tmp_path, sample_videos):
-    ckpt = tmp_path / "parity.pth"
-    subprocess.run([sys.executable, str(FIXTURE / "build_checkpoint.py"),
-                    str(FIXTURE / "weights_packed.npz"), str(ckpt)], check=True,
-                   capture_output=True)
+    ckpt = build_checkpoint(tmp_path / "parity.pth")
     out = tmp_path / "res.json"
     rc = cli(["predict", str(sample_videos / "bikes.mp4"), "--weights", str(ckpt), "--config",
               str(FIXTURE / "official_config.yaml"), "--clip", "random", "--vocab",
