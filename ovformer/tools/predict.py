@@ -129,7 +129,8 @@ def predict_one(item: InputVideo, video_id: int, predictor, args, settings: str,
                       "length": pred.num_frames, "file_names": stream.names},
             "annotations": _prelabels(pred, video_id, args.prelabel_threshold, 1)}
     if args.render is not None:
-        part["render"] = str(_render(item, pred, args, len(args.inputs) > 1 or item.frame_files))
+        multi = len(args.inputs) > 1 or item.frame_files is not None  # a dataset has many videos
+        part["render"] = str(_render(item, pred, args, multi))
     tmp = parts / f"{_safe(item.key)}.json.tmp"
     tmp.write_text(json.dumps(part))
     tmp.replace(parts / f"{_safe(item.key)}.json")
@@ -184,12 +185,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {item.path}: {exc}", file=sys.stderr)
     write_results(args.out, [r for p in done for r in p["results"]])
     if args.gt_out is not None:
-        _write_prelabels(args.gt_out, done, names if given else None, given, items)
+        _write_prelabels(args.gt_out, done, given, items)
     print(f"wrote {args.out} ({len(done)} videos, {failed} failed)", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _write_prelabels(path: Path, parts: list[dict], names, given, items) -> None:
+def _write_prelabels(path: Path, parts: list[dict],
+                     given: tuple[list[str], list[int] | None] | None,
+                     items: list[InputVideo]) -> None:
+    """The ground-truth layout of every finished video; categories from the vocabulary given,
+    else from the first dataset input."""
     if given:
         cats = [{"id": i, "name": n} for n, i in zip(*given)] if given[1] else \
             [{"id": k + 1, "name": n} for k, n in enumerate(given[0])]
