@@ -16,7 +16,8 @@ import pytest
 
 from ovformer.tools.eval import main as eval_main
 from ovformer.ytvis.evaluate import STAT_NAMES, evaluate
-from ovformer.ytvis.io import parse_gt, parse_results
+from ovformer.ytvis.io import parse_gt
+from ovformer.ytvis.results import parse_results
 from ovformer.ytvis.rle import encode_mask
 
 H = W = 10

@@ -7,9 +7,12 @@ import pytest
 
 from ovformer.ytvis.dataset import load_dataset_folder
 from ovformer.ytvis.io import (
-    GroundTruth, ResultEntry, YTVISFormatError, annotation_from_masks, check_results_against_gt,
-    is_base_partition, parse_gt, parse_results, read_gt, read_results,
-    result_from_masks, write_gt, write_results,
+    GroundTruth, YTVISFormatError, annotation_from_masks, is_base_partition, parse_gt, read_gt,
+    write_gt,
+)
+from ovformer.ytvis.results import (
+    ResultEntry, check_results_against_gt, parse_results, read_results, result_from_masks,
+    write_results,
 )
 
 H, W = 4, 5

@@ -49,7 +49,8 @@ def format_problem(data: Any, source: str, kind: str) -> str | None:
     Imported lazily because `import ovformer` loads torch; None when the module is missing.
     """
     try:
-        from ovformer.ytvis.io import YTVISFormatError, parse_gt, parse_results
+        from ovformer.ytvis.io import YTVISFormatError, parse_gt
+        from ovformer.ytvis.results import parse_results
     except ImportError:  # pragma: no cover - depends on what has landed in ovformer/
         return None
     try:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ovformer.ytvis.evaluate import STAT_NAMES, evaluate
-from ovformer.ytvis.io import YTVISFormatError, read_gt, read_results
+from ovformer.ytvis.io import YTVISFormatError, read_gt
+from ovformer.ytvis.results import read_results
 
 __all__ = ["main", "build_parser", "format_table"]
 

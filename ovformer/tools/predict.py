@@ -20,7 +20,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ..render import render_overlay_video
-from ..ytvis.io import write_gt, write_results
+from ..ytvis.io import write_gt
+from ..ytvis.results import write_results
 from ..ytvis.rle import decode_rle, rle_area, rle_bbox
 from .common import (add_model_args, add_vocab_args, build_predictor, fail, templates_from_args,
                      vocab_from_args)

@@ -29,7 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .io import GroundTruth, ResultEntry, YTVISFormatError, is_base_partition
+from .io import GroundTruth, YTVISFormatError, is_base_partition
+from .results import ResultEntry
 from .rle import to_compressed
 
 __all__ = ["evaluate", "IOU_THRESHOLDS", "RECALL_THRESHOLDS", "MAX_DETS", "AREA_RANGES", "STAT_NAMES"]
