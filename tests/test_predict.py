@@ -164,3 +164,20 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
     short = _peak_rss_kb(_synthetic_video(tmp_path / "short.mp4", 20), tmp_path / "s.json")
     long = _peak_rss_kb(_synthetic_video(tmp_path / "long.mp4", 100), tmp_path / "l.json")
     assert long <= 1.3 * short, f"peak RSS {short} kB for 20 frames, {long} kB for 100"
+
+
+def test_progress_without_preview_skips_the_masks():
+    from ovformer import OVFormerVideoPredictor
+
+    pred = OVFormerVideoPredictor.from_pretrained(None, preset="tiny", untrained=True,
+                                                  clip="tiny-random")
+    pred.set_vocabulary(["a", "b"])
+    frames = [np.full((40, 60, 3), 100, np.uint8)] * 7
+    seen = []
+    out = pred.predict(frames, on_clip=seen.append, preview_k=0)
+    assert [c.frames_done for c in seen] == [5, 7] and all(c.preview == [] for c in seen)
+    assert out.num_frames == 7
+    shown = []
+    pred.predict(frames, on_clip=shown.append, preview_k=3)
+    assert [len(c.preview) for c in shown] == [3, 3]
+    assert shown[0].preview[0][3].shape == (5, 40, 60) and shown[1].preview[0][3].shape == (2, 40, 60)

@@ -207,7 +207,7 @@ class OVFormerVideoPredictor:
             num_frames: expected frame count, for progress; read from ``source.info`` if there.
             on_clip: called after each clip with a :class:`ClipProgress`.
             spill_dir: where per-clip mask logits go (a temporary folder by default).
-            preview_k: queries shown in each clip's provisional preview.
+            preview_k: queries shown in each clip's provisional preview (0: none, progress only).
         """
         if self.text_embeds is None:
             raise ValueError("no vocabulary: call set_vocabulary(names) first")
@@ -240,6 +240,8 @@ class OVFormerVideoPredictor:
 
     def _preview(self, clip: ClipResult, size: tuple[int, int], out_size: tuple[int, int],
                  k: int) -> list[tuple[int, int, float, np.ndarray]]:
+        if k <= 0:  # progress only (the CLI): resizing masks nobody shows is wasted work
+            return []
         best, labels = video_scores(clip.logits, clip.object_logits).max(1)
         order = best.argsort(descending=True)[:k]
         masks = resize_mask_logits(clip.masks[order], self._padded(size), size, out_size)

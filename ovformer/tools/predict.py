@@ -122,7 +122,8 @@ def predict_one(item: InputVideo, video_id: int, predictor, args, settings: str,
     total = source.info.num_frames or None
     with tqdm(total=total, desc=item.key[-30:], unit="frame", leave=False) as bar:
         pred = predictor.predict(stream, num_frames=total,
-                                 on_clip=lambda c: bar.update(c.frames_done - bar.n))
+                                 on_clip=lambda c: bar.update(c.frames_done - bar.n),
+                                 preview_k=0)
     part = {"key": item.key, "settings": settings, "video_id": video_id,
             "untrained": pred.untrained, "weights": pred.weights_label,
             "results": pred.results(video_id),
