@@ -26,6 +26,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from ovformer.vocab import Vocabulary
+
 from .prelabel import ModelSpec, PredictorHub
 
 LOOP_FILE = "closed_loop.json"
@@ -59,14 +61,11 @@ def predict_folder(predictor: Any, data: dict, image_root: Path, settings: dict[
                    on_video: Callable[[], None] | None = None) -> list[dict]:
     """YouTube-VIS results of ``predictor`` on every video of a dataset, with the dataset's
     categories as the vocabulary (ids kept). The predictor's settings are restored after."""
-    from training.data import display_name  # the name given to CLIP, as in training's evaluation
-
     saved = {k: getattr(predictor, k) for k in settings}
-    cats = sorted(data["categories"], key=lambda c: c["id"])
     try:
         for k, v in settings.items():
             setattr(predictor, k, v)
-        predictor.set_vocabulary([display_name(c["name"]) for c in cats], category_ids=[c["id"] for c in cats])
+        predictor.set_vocabulary(Vocabulary.from_categories(data["categories"]))
         results: list[dict] = []
         for video in data["videos"]:
             frames = (np.asarray(Image.open(image_root / f).convert("RGB")) for f in video["file_names"])

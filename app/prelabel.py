@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ovformer.vocab import Vocabulary
+
 from . import masks as M
 from .edits import Editor
 from .media import load_frame
@@ -205,8 +207,9 @@ class JobRunner:
                                     ("top_k", max(10, 3 * settings.max_tracks))):
                     if hasattr(pred, name):
                         setattr(pred, name, value)
-                pred.set_vocabulary(list(vocabulary))
-                job.state, job.message = "running", "segmenting"
+                text = pred.set_vocabulary(Vocabulary.from_names(vocabulary))
+                vocabulary = text.vocabulary.names  # label k of the results is this list's k
+                job.state, job.message = "running", f"segmenting (classes: {text.summary()})"
                 t0 = time.time()
 
                 def frames():

@@ -1,41 +1,27 @@
-"""Vocabulary text and presets for the page.
+"""Vocabulary text and presets for the page (names typed in a box, presets by display name).
 
-Uses ``ovformer.vocab`` when it is installed; otherwise reads the same ``assets/vocab/*.json``
-files directly, so the app works while that module is being written.
+The parsing and the lists are :mod:`ovformer.vocab`'s; this module only maps the page's
+display names and turns its errors into an empty list the callers report.
 """
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
+from ovformer.vocab import load_vocab_preset, parse_vocab_text
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "vocab"
-PRESETS = {"LV-VIS": "lvvis", "YTVIS-2019": "ytvis2019", "YTVIS-2021": "ytvis2021", "OVIS": "ovis", "COCO": "coco"}
+PRESETS = {"LV-VIS": "lvvis", "LVIS": "lvis", "YTVIS-2019": "ytvis2019", "YTVIS-2021": "ytvis2021",
+           "OVIS": "ovis", "COCO": "coco"}
 
 
 def parse_vocab(text: str) -> list[str]:
-    """Comma- or newline-separated class names, stripped, de-duplicated, order kept."""
+    """Comma- or newline-separated class names, stripped, de-duplicated, order kept; [] if none."""
     try:
-        from ovformer.vocab import parse_vocab_text
-        return list(parse_vocab_text(text or ""))
-    except ValueError:  # ovformer.vocab raises on an empty vocabulary; callers report it
+        return parse_vocab_text(text or "")
+    except ValueError:  # an empty vocabulary; callers say so
         return []
-    except ImportError:
-        pass
-    names = [n.strip() for n in re.split(r"[,\n;]", text or "")]
-    return list(dict.fromkeys(n for n in names if n))
 
 
 def load_preset(display: str) -> list[str]:
-    """Class names of a preset by its display name (``LV-VIS``...)."""
-    key = PRESETS.get(display, display)
-    try:
-        from ovformer.vocab import load_vocab_preset
-        return [getattr(c, "name", c) for c in load_vocab_preset(key)]
-    except ImportError:
-        pass
-    with open(ASSETS / f"{key}.json", encoding="utf-8") as f:
-        return [c["name"] for c in json.load(f)]
+    """Class names of a preset by its display name (``LV-VIS``...), spelled as the data set."""
+    return [c.name for c in load_vocab_preset(PRESETS.get(display, display))]
 
 
 def vocab_text(names: list[str]) -> str:

@@ -12,16 +12,24 @@ from .checkpoint import load_into, read_checkpoint
 from .config import ModelConfig
 from .factory import create_model, resolve_config
 from .modeling import OVFormer
+from .text_embeddings import StoredClassifier
+from .vocab import Vocabulary
 
 UNTRAINED_SEED = 0
+
+#: Training vocabularies of official-layout checkpoints that carry no names of their own, by
+#: classifier width: the released ``*-lvvis`` (LV-VIS, 1196 in id order) and ``*-lvis`` (LVIS
+#: v1, 1203 in id order) models; a file downloaded by hand behaves like the registry's.
+TRAINING_VOCABULARIES: dict[int, str] = {1196: "lvvis", 1203: "lvis"}
 
 
 @dataclass
 class LoadedModel:
     """A model ready for inference and what is known about its weights.
 
-    text_embeds: (K, D) default vocabulary from the checkpoint, or None.
-    vocabulary: names of that default vocabulary when known.
+    text_embeds: (K, D) the checkpoint's stored classifier (``zs_weight``), or None.
+    vocabulary: names of its training vocabulary when known.
+    classifier: the stored classifier with its training vocabulary, when both are known.
     clip_fingerprint: which CLIP the checkpoint was trained with (project checkpoints only).
     """
     model: OVFormer
@@ -32,6 +40,7 @@ class LoadedModel:
     vocabulary: list[str] | None = None
     clip_fingerprint: str | None = None
     iteration: int | None = None
+    classifier: StoredClassifier | None = None
 
     def check_clip(self, encoder) -> None:
         """Warn when ``encoder`` is not the CLIP the weights were trained with."""
@@ -50,7 +59,8 @@ def _guess_preset(keys: list[str]) -> str:
 
 def load_model(weights: str | Path | None = "r50-lvvis", *, preset: str | None = None,
                config: str | Path | ModelConfig | None = None, untrained: bool = False,
-               download: bool = False) -> LoadedModel:
+               download: bool = False,
+               classifier_vocabulary: Vocabulary | None = None) -> LoadedModel:
     """Build an OVFormer and load its weights.
 
     Args:
@@ -61,6 +71,9 @@ def load_model(weights: str | Path | None = "r50-lvvis", *, preset: str | None =
         config: an official YAML config or a ModelConfig (overrides ``preset``).
         untrained: random (seeded) weights; every output is labelled untrained.
         download: allow downloading a released checkpoint that is not cached.
+        classifier_vocabulary: the names of the stored classifier's columns, for an official
+            checkpoint whose training vocabulary is neither recorded in it nor one of
+            :data:`TRAINING_VOCABULARIES`.
     Raises:
         WeightsNotFoundError: the weights are not there (the message says where to put them).
     """
@@ -88,16 +101,29 @@ def load_model(weights: str | Path | None = "r50-lvvis", *, preset: str | None =
                                         else _guess_preset(list(conv.state_dict))))
     model = create_model(cfg)
     load_into(model, conv)
-    vocab = meta.get("vocabulary")
-    if vocab is None and conv.text_embeds is not None and conv.text_embeds.shape[0] == 1196:
-        from .vocab import load_vocab_preset
-        vocab = [c.name for c in load_vocab_preset("lvvis")]
-    if vocab is not None and conv.text_embeds is not None and len(vocab) != len(conv.text_embeds):
-        warnings.warn(f"{path}: {len(vocab)} vocabulary names for {len(conv.text_embeds)} "
-                      "stored text embeddings; ignoring the stored vocabulary")
-        vocab = None
+    classifier = _stored_classifier(path, conv.text_embeds, meta.get("vocabulary"),
+                                    classifier_vocabulary)
     label = f"{weights}" if _is_registered(str(weights)) else os.fspath(path)
     if conv.iteration is not None:
         label += f" (iteration {conv.iteration})"
-    return LoadedModel(model.eval(), cfg, label, False, conv.text_embeds, vocab,
-                       meta.get("clip"), conv.iteration)
+    return LoadedModel(model.eval(), cfg, label, False, conv.text_embeds,
+                       classifier.vocabulary.names if classifier else None, meta.get("clip"),
+                       conv.iteration, classifier)
+
+
+def _stored_classifier(path: Path, weight: torch.Tensor | None, names: list[str] | None,
+                       given: Vocabulary | None) -> StoredClassifier | None:
+    """The checkpoint's classifier with its training vocabulary: given by the caller, recorded
+    in the file (checkpoints this project writes), or known from the classifier's width."""
+    if weight is None:
+        return None
+    vocab = given
+    if vocab is None and names:
+        vocab = Vocabulary.from_names(names)
+    if vocab is None and weight.shape[0] in TRAINING_VOCABULARIES:
+        vocab = Vocabulary.from_preset(TRAINING_VOCABULARIES[weight.shape[0]])
+    if vocab is not None and len(vocab) != weight.shape[0]:
+        warnings.warn(f"{path}: {len(vocab)} vocabulary names for {weight.shape[0]} stored "
+                      "classifier columns; the stored classifier is not used")
+        return None
+    return StoredClassifier(vocab, weight) if vocab is not None else None

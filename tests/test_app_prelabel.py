@@ -6,11 +6,13 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 from PIL import Image
 
 from app import masks as M
 from app.prelabel import JobRunner, ModelSpec, PredictorHub, PrelabelSettings
 from app.store import Store
+from ovformer.text_embeddings import TextEmbeddings
 
 H, W, N = 16, 20, 8
 
@@ -24,8 +26,10 @@ class FakePredictor:
         self.gate = gate
         self.clip_length, self.min_size, self.top_k = 2, 0, 0
 
-    def set_vocabulary(self, names):
-        self.vocab = list(names)
+    def set_vocabulary(self, vocabulary):
+        self.vocab = vocabulary.names
+        return TextEmbeddings(vocabulary, torch.zeros(len(vocabulary), 4),
+                              ("templates",) * len(vocabulary))
 
     def predict(self, source, num_frames=None, on_clip=None):
         frames = []

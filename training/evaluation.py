@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from training.data import YTVISFolder, display_name
+from ovformer.vocab import Vocabulary
+from training.data import YTVISFolder
 
 
 def _frames(folder: YTVISFolder, video: dict):
@@ -50,9 +51,7 @@ def evaluate_on_folder(model: torch.nn.Module, clip_encoder: Any, folder: YTVISF
         predictor = OVFormerVideoPredictor(model, clip_encoder, min_size=min_size, max_size=max_size,
                                            clip_length=clip_length, top_k=top_k, device=str(device),
                                            dtype="fp32", weights_label="training")
-        cats = sorted(folder.categories, key=lambda c: c["id"])
-        predictor.set_vocabulary([display_name(c["name"]) for c in cats], templates,
-                                 category_ids=[c["id"] for c in cats])
+        predictor.set_vocabulary(Vocabulary.from_categories(folder.categories), templates)
         videos = folder.videos[:max_videos] if max_videos else folder.videos
         results: list[dict] = []
         for n, video in enumerate(videos):

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from ..clip import ClipEncoder
+from ..text_embeddings import StoredClassifier, TextEmbeddings, embed_vocabulary
+from ..vocab import Vocabulary
 from ..data.resize import frames_to_tensor, resize_frames, resized_shape
 from ..modeling import ClipOutput, OVFormer
 from ..ytvis.rle import encode_mask
@@ -97,13 +99,18 @@ class OVFormerVideoPredictor:
         weights_label: what the app's banner and the outputs say about the weights.
         untrained: the weights are random; every output says so.
         num_alternatives: alternatives kept per track.
+        classifier: the checkpoint's own classifier and training vocabulary; classes of a
+            vocabulary that it knows use its stored embedding (see :mod:`ovformer.text_embeddings`).
+        detpro_context: (P, n_ctx, width) DetPro prompt contexts for new classes, or None.
+        text_note: why a better text source is missing (said in :meth:`TextEmbeddings.summary`).
     """
 
     def __init__(self, model: OVFormer, clip: ClipEncoder, *, min_size: int = 360,
                  max_size: int = 1333, clip_length: int = 5, top_k: int = 50,
                  device: str | torch.device = "cpu", dtype: str = "fp32",
                  weights_label: str = "", untrained: bool = False,
-                 num_alternatives: int = 5) -> None:
+                 num_alternatives: int = 5, classifier: StoredClassifier | None = None,
+                 detpro_context: torch.Tensor | None = None, text_note: str = "") -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.device = torch.device(device)
@@ -117,22 +124,31 @@ class OVFormerVideoPredictor:
         self.weights_label = weights_label or ("UNTRAINED (random weights)" if untrained else "")
         self.untrained = untrained
         self.num_alternatives = num_alternatives
+        self.classifier, self.detpro_context, self.text_note = classifier, detpro_context, text_note
+        self.text: TextEmbeddings | None = None
         self.vocabulary: list[str] = []
         self.category_ids: list[int] = []
         self.text_embeds: torch.Tensor | None = None
+        if classifier is not None:  # the training vocabulary is the default one
+            self.use_text_embeddings(TextEmbeddings(classifier.vocabulary, classifier.weight.float(),
+                                                    ("classifier",) * len(classifier.vocabulary)))
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = "r50-lvvis", *, preset: str | None = None,
                         config: str | Path | None = None, clip: str | ClipEncoder = "openai",
                         untrained: bool = False, download: bool = False,
+                        classifier_vocabulary: Vocabulary | None = None,
                         **kwargs: Any) -> "OVFormerVideoPredictor":
         """Build from a released name (``r50-lvvis`` ...), a checkpoint path, or random weights.
 
-        See :func:`ovformer.api.load_model` for how the architecture and vocabulary are found.
+        See :func:`ovformer.api.load_model` for how the architecture, the stored classifier and
+        its training vocabulary are found; DetPro prompt contexts are used for new classes when
+        they are downloaded and fit the CLIP (see :func:`ovformer.text_embeddings.find_detpro_context`).
         """
         from ..api import load_model  # late: api imports this module
+        from ..text_embeddings import find_detpro_context
         loaded = load_model(weights, preset=preset, config=config, untrained=untrained,
-                            download=download)
+                            download=download, classifier_vocabulary=classifier_vocabulary)
         encoder = clip if isinstance(clip, ClipEncoder) else None
         if encoder is None:
             from ..clip import load_clip
@@ -143,27 +159,48 @@ class OVFormerVideoPredictor:
         kwargs.setdefault("max_size", cfg.max_size_test)
         kwargs.setdefault("clip_length", cfg.clip_length)
         kwargs.setdefault("top_k", cfg.test_topk)
+        if "detpro_context" not in kwargs:
+            kwargs["detpro_context"], kwargs["text_note"] = find_detpro_context(encoder)
         pred = cls(loaded.model, encoder, weights_label=loaded.label, untrained=untrained,
-                   **kwargs)
-        if loaded.vocabulary and loaded.text_embeds is not None:
-            pred.vocabulary = list(loaded.vocabulary)
-            pred.category_ids = list(range(1, len(loaded.vocabulary) + 1))
-            pred.text_embeds = loaded.text_embeds.to(pred.device)
+                   classifier=loaded.classifier, **kwargs)
         return pred
 
-    def set_vocabulary(self, names: Sequence[str], templates: Sequence[str] | None = None,
-                       category_ids: Sequence[int] | None = None) -> None:
-        """Class names typed at run time; their CLIP text embeddings are computed (and cached).
+    def embed_vocabulary(self, vocabulary: Vocabulary | Sequence[str],
+                         templates: Sequence[str] | None = None,
+                         category_ids: Sequence[int] | None = None) -> TextEmbeddings:
+        """Text embeddings of a vocabulary for this model, each class from its best source:
+        the checkpoint's own classifier, DetPro prompts, a prompt ensemble (or ``templates``).
+        Changes nothing on the predictor; see :func:`ovformer.text_embeddings.embed_vocabulary`.
 
-        ``category_ids`` are written into results (default: 1..K in order)."""
-        names = [n.strip() for n in names if n and n.strip()]
-        if not names:
-            raise ValueError("the vocabulary is empty: give at least one class name")
-        if category_ids is not None and len(category_ids) != len(names):
-            raise ValueError(f"{len(category_ids)} category ids for {len(names)} names")
-        self.vocabulary = names
-        self.category_ids = list(category_ids) if category_ids else list(range(1, len(names) + 1))
-        self.text_embeds = self.clip.encode_text(names, templates).float().to(self.device)
+        Args:
+            vocabulary: a :class:`Vocabulary`, or names (``category_ids`` default 1..K).
+        """
+        if not isinstance(vocabulary, Vocabulary):
+            vocabulary = Vocabulary.from_names([n for n in vocabulary if n and n.strip()],
+                                               category_ids)
+        elif category_ids is not None:
+            raise ValueError("category_ids go with names; a Vocabulary carries its own ids")
+        return embed_vocabulary(vocabulary, self.clip, classifier=self.classifier,
+                                detpro_context=self.detpro_context, templates=templates,
+                                note=self.text_note)
+
+    def set_vocabulary(self, vocabulary: Vocabulary | Sequence[str],
+                       templates: Sequence[str] | None = None,
+                       category_ids: Sequence[int] | None = None) -> TextEmbeddings:
+        """Use this vocabulary from now on (:meth:`embed_vocabulary` + :meth:`use_text_embeddings`).
+
+        ``category_ids`` are written into results (default: 1..K in order). Returns the
+        embeddings, whose :meth:`~TextEmbeddings.summary` says where each class's came from."""
+        text = self.embed_vocabulary(vocabulary, templates, category_ids)
+        self.use_text_embeddings(text)
+        return text
+
+    def use_text_embeddings(self, text: TextEmbeddings) -> None:
+        """Use already computed embeddings (e.g. from ``--text-embeds FILE``)."""
+        self.text = text
+        self.vocabulary = text.vocabulary.names
+        self.category_ids = text.vocabulary.ids
+        self.text_embeds = text.embeds.to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == "fp32":

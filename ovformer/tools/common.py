@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..vocab import VOCAB_PRESETS, load_vocab_preset, parse_vocab_text, read_vocab_file
+from ..vocab import VOCAB_PRESETS, Vocabulary, parse_vocab_text
 
 
 def add_model_args(p: argparse.ArgumentParser, *, default_clip: str = "openai") -> None:
@@ -26,28 +26,43 @@ def add_model_args(p: argparse.ArgumentParser, *, default_clip: str = "openai") 
 
 
 def add_vocab_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("vocabulary")
+    g = p.add_argument_group(
+        "vocabulary", "Classes the model's own classifier knows use its stored embedding; new "
+        "ones DetPro's learned prompts when downloaded, else a prompt ensemble.")
     g.add_argument("--vocab", default=None, help='class names, e.g. "person, bicycle, dog"')
-    g.add_argument("--vocab-file", default=None, help="a file with one class name per line")
+    g.add_argument("--vocab-file", default=None,
+                   help="a file with one class name per line, or an annotation JSON")
     g.add_argument("--vocab-preset", default=None, choices=list(VOCAB_PRESETS))
     g.add_argument("--templates", default=None,
-                   help="prompt templates separated by '|', each with {} for the name")
+                   help="prompt templates for new classes, separated by '|', each with {}")
+    g.add_argument("--text-embeds", default=None, metavar="FILE.npy",
+                   help="a classifier file: K x D rows in the order of the vocabulary given "
+                        "(as the official datasets/metadata/*.npy); used for every class")
 
 
-def vocab_from_args(args: argparse.Namespace) -> tuple[list[str], list[int] | None] | None:
-    """(names, category ids or None) from the vocabulary flags; None when none was given."""
+def vocab_from_args(args: argparse.Namespace) -> Vocabulary | None:
+    """The vocabulary of the flags (a preset or annotation file keeps its ids); None when none
+    was given."""
     if args.vocab_preset:
-        cats = load_vocab_preset(args.vocab_preset)
-        return [c.name for c in cats], [c.id for c in cats]
+        return Vocabulary.from_preset(args.vocab_preset)
     if args.vocab_file:
-        return read_vocab_file(args.vocab_file), None
+        return Vocabulary.from_file(args.vocab_file)
     if args.vocab is not None:
-        return parse_vocab_text(args.vocab), None
+        return Vocabulary.from_names(parse_vocab_text(args.vocab))
     return None
 
 
 def templates_from_args(args: argparse.Namespace) -> list[str] | None:
     return [t.strip() for t in args.templates.split("|") if t.strip()] if args.templates else None
+
+
+def text_from_args(args: argparse.Namespace, predictor, vocabulary: Vocabulary):
+    """The :class:`~ovformer.text_embeddings.TextEmbeddings` the flags ask for: the
+    ``--text-embeds`` file, else the predictor's sources (classifier, DetPro, ensemble)."""
+    if getattr(args, "text_embeds", None):
+        from ..text_embeddings import load_text_embeddings_file
+        return load_text_embeddings_file(args.text_embeds, vocabulary)
+    return predictor.embed_vocabulary(vocabulary, templates_from_args(args))
 
 
 def build_predictor(args: argparse.Namespace, **kwargs):

@@ -23,8 +23,8 @@ from ..render import render_overlay_video
 from ..ytvis.io import write_gt
 from ..ytvis.results import write_results
 from ..ytvis.rle import decode_rle, rle_area, rle_bbox
-from .common import (add_model_args, add_vocab_args, build_predictor, fail, templates_from_args,
-                     vocab_from_args)
+from ..vocab import Vocabulary
+from .common import add_model_args, add_vocab_args, build_predictor, fail, text_from_args, vocab_from_args
 from .inputs import InputVideo, expand_inputs
 
 
@@ -56,10 +56,12 @@ def _safe(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", key)
 
 
-def _settings_hash(args: argparse.Namespace, predictor, vocab: list[str]) -> str:
-    s = json.dumps([predictor.weights_label, vocab, args.fps, args.max_frames, predictor.min_size,
-                    predictor.clip_length, predictor.top_k, args.dtype, args.clip, args.templates],
-                   default=str)
+def _settings_hash(args: argparse.Namespace, predictor, text) -> str:
+    """Results are reused only for the same weights, settings and exact text embeddings."""
+    s = json.dumps([predictor.weights_label, text.vocabulary.names, text.vocabulary.ids,
+                    hashlib.sha256(text.embeds.numpy().tobytes()).hexdigest(), args.fps,
+                    args.max_frames, predictor.min_size, predictor.clip_length, predictor.top_k,
+                    args.dtype, args.clip], default=str)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
 
@@ -148,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if given is None and not any(i.categories for i in items):
         return fail("no vocabulary: pass --vocab, --vocab-file or --vocab-preset")
+    if args.text_embeds and given is None:
+        return fail("--text-embeds needs the names of its rows: pass --vocab, --vocab-file or "
+                    "--vocab-preset")
     kwargs = {k: v for k, v in (("min_size", args.min_size), ("clip_length", args.clip_length),
                                 ("top_k", args.top_k)) if v is not None}
     try:
@@ -166,12 +171,16 @@ def main(argv: list[str] | None = None) -> int:
             while next_id in used:
                 next_id += 1
             video_id, next_id = next_id, next_id + 1
-        names, ids = given if given else ([c.name for c in item.categories],
-                                          [c.id for c in item.categories])
-        if (names, ids) != vocab_key:
-            predictor.set_vocabulary(names, templates_from_args(args), ids)
-            vocab_key = (names, ids)
-        settings = _settings_hash(args, predictor, names)
+        vocab = given or Vocabulary.from_categories(item.categories)
+        if vocab != vocab_key:
+            try:
+                text = text_from_args(args, predictor, vocab)
+            except (OSError, ValueError) as exc:
+                return fail(str(exc))
+            predictor.use_text_embeddings(text)
+            print(f"vocabulary: {len(vocab)} classes, {text.summary()}", file=sys.stderr)
+            vocab_key = vocab
+        settings = _settings_hash(args, predictor, text)
         part_file = parts / f"{_safe(item.key)}.json"
         if not args.no_resume and part_file.is_file():
             part = json.loads(part_file.read_text())
@@ -192,19 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _write_prelabels(path: Path, parts: list[dict],
-                     given: tuple[list[str], list[int] | None] | None,
+def _write_prelabels(path: Path, parts: list[dict], given: Vocabulary | None,
                      items: list[InputVideo]) -> None:
     """The ground-truth layout of every finished video; categories from the vocabulary given,
     else from the first dataset input."""
-    if given:
-        cats = [{"id": i, "name": n} for n, i in zip(*given)] if given[1] else \
-            [{"id": k + 1, "name": n} for k, n in enumerate(given[0])]
-    else:
-        first = next(i for i in items if i.categories)
-        cats = [{"id": c.id, "name": c.name, **({"partition": c.partition}
-                                                  if c.partition is not None else {})}
-                for c in first.categories]
+    vocab = given or Vocabulary.from_categories(next(i for i in items if i.categories).categories)
+    cats = vocab.to_json()
     anns, next_id = [], 1
     for p in parts:
         for a in p["annotations"]:

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..vocab import Category, categories_json
 from .rle import encode_masks, rle_area, rle_bbox, to_compressed
 
 __all__ = [
@@ -62,15 +63,6 @@ class Video:
 
 
 @dataclass
-class Category:
-    id: int
-    name: str
-    supercategory: str | None = None
-    partition: int | None = None  # LV-VIS only: 0/1 base, 2/3 novel
-    extra: dict[str, Any] = field(default_factory=dict)  # synonyms, def, ... kept verbatim
-
-
-@dataclass
 class Annotation:
     """One ground-truth object track; every per-frame list has ``video.length`` entries."""
 
@@ -101,10 +93,7 @@ class GroundTruth:
                                    "category_id": a.category_id, "iscrowd": a.iscrowd,
                                    "segmentations": a.segmentations, "areas": a.areas,
                                    "bboxes": a.bboxes} for a in self.annotations]
-        out["categories"] = [{**c.extra, "id": c.id, "name": c.name,
-                              **({} if c.supercategory is None else {"supercategory": c.supercategory}),
-                              **({} if c.partition is None else {"partition": c.partition})}
-                             for c in self.categories]
+        out["categories"] = categories_json(self.categories)
         return out
 
 
@@ -214,8 +203,10 @@ def parse_gt(data: Any, source: str = "<dict>") -> GroundTruth:
                     raise YTVISFormatError(f"{where}: {e}") from None
             if not isinstance(c.get("name"), str):
                 raise YTVISFormatError(f"{where} needs a 'name' string")
-            extra = {k: val for k, val in c.items() if k not in ("id", "name", "supercategory", "partition")}
-            cats[cid] = Category(cid, c["name"], c.get("supercategory"), part, extra)
+            extra = {k: val for k, val in c.items()
+                     if k not in ("id", "name", "supercategory", "partition", "synonyms")}
+            cats[cid] = Category(cid, c["name"], part, tuple(c.get("synonyms") or ()),
+                                 supercategory=c.get("supercategory"), extra=extra)
         anns: list[Annotation] | None = None
         if data.get("annotations") is not None:
             anns = []
