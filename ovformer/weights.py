@@ -1,15 +1,23 @@
-"""Registry, cache and download of the released OVFormer checkpoints.
+"""Registry, cache and download of the released OVFormer checkpoints and DetPro prompts.
 
-The four official checkpoints live on Google Drive (ids from the official README). Each
-entry keeps the preprocessing its model was evaluated with next to the file id, so a
-caller never pairs weights with the wrong input size.
+Two kinds of entries:
 
-Files are cached in ``ovformer_home() / "weights"``. Sizes and SHA-256 digests were not
-published; the first successful download records them in ``known_hashes.json`` beside the
-files and every later download of that name is checked against the record.
+- ``"checkpoint"`` (:class:`WeightsEntry`): the four official OVFormer checkpoints on Google
+  Drive (ids from the official README). Each entry keeps the preprocessing its model was
+  evaluated with next to the file id, so a caller never pairs weights with the wrong input
+  size.
+- ``"prompts"`` (:class:`PromptsEntry`): DetPro's learned prompt contexts, the files the
+  released classifiers were built from (see :mod:`ovformer.detpro`). They were released as a
+  Google Drive *folder*, so the entry names the folder and the files needed from it.
+
+Files are cached in ``ovformer_home() / "weights"`` (a prompt set in a sub-folder named after
+the entry). Sizes and SHA-256 digests were not published; the first successful download
+records them in ``known_hashes.json`` beside the files and every later download of that
+file is checked against the record.
 
 Example:
     >>> path = resolve_weights("r50-lvvis", download=False)  # doctest: +SKIP
+    >>> folder = resolve_prompts("detpro-lvis", download=False)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,24 +36,32 @@ from typing import Any
 from tqdm.auto import tqdm
 
 __all__ = [
+    "DETPRO_LVIS",
+    "PromptsEntry",
     "WeightsDownloadError",
     "WeightsEntry",
     "WeightsNotFoundError",
+    "download_prompts",
     "download_weights",
+    "get_prompts_entry",
     "get_weights_entry",
+    "list_prompt_sets",
     "list_pretrained",
     "ovformer_home",
+    "prompts_dir",
+    "resolve_prompts",
     "resolve_weights",
     "weights_path",
 ]
 
 _GDRIVE_UC = "https://drive.google.com/uc"
+_GDRIVE_FOLDER_VIEW = "https://drive.google.com/embeddedfolderview"
 _CHUNK = 1 << 20
 _USER_AGENT = "ovformer-studio/0.1 (python urllib)"
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    """A checkpoint is neither on disk nor allowed to be downloaded."""
+    """A checkpoint (or prompt file) is neither on disk nor allowed to be downloaded."""
 
 
 class WeightsDownloadError(RuntimeError):
@@ -66,6 +82,7 @@ class WeightsEntry:
         min_size_test: shorter side of the frames at inference (360 R50, 480 Swin-B).
         size: expected file size in bytes, None when unknown.
         sha256: expected hex digest, None when unknown.
+        kind: always ``"checkpoint"`` (prompt sets are :class:`PromptsEntry`).
     """
 
     name: str
@@ -77,11 +94,33 @@ class WeightsEntry:
     min_size_test: int
     size: int | None = None
     sha256: str | None = None
+    kind: str = "checkpoint"
 
     @property
     def url(self) -> str:
         """Page where a person can download the file by hand."""
         return f"https://drive.google.com/file/d/{self.gdrive_id}/view"
+
+
+@dataclass(frozen=True)
+class PromptsEntry:
+    """A released set of learned prompt files, all in one shared Google Drive folder.
+
+    Attributes: ``name`` (also the cache sub-folder), ``gdrive_folder_id``, ``filenames``
+    (the folder's files the code needs, in load order), ``description`` (what they are, where
+    they were published) and ``kind`` (always ``"prompts"``).
+    """
+
+    name: str
+    gdrive_folder_id: str
+    filenames: tuple[str, ...]
+    description: str
+    kind: str = "prompts"
+
+    @property
+    def url(self) -> str:
+        """Folder page where a person can download the files by hand."""
+        return f"https://drive.google.com/drive/folders/{self.gdrive_folder_id}"
 
 
 _REGISTRY: dict[str, WeightsEntry] = {
@@ -92,6 +131,25 @@ _REGISTRY: dict[str, WeightsEntry] = {
         WeightsEntry("r50-lvis", "1-tMcjp8xIYr9E5r5JYOESGajXtMAs33y", "ovformer_r50_lvis.pth", "R50", "LVIS", "r50-lvis", 360),
         WeightsEntry("swinb-lvis", "102qxZlu05yXILfghhrwjxv-tL3MlcYu7", "ovformer_swinb_lvis.pth", "SwinB", "LVIS", "swinb-lvis", 480),
     )
+}
+
+
+DETPRO_LVIS = "detpro-lvis"
+
+# dyabel/detpro README, "Tranfer experiments": "The empty prompt is provided [here](Drive
+# folder)" for generating classifiers of other vocabularies. The folder's file names are not in
+# the README; they are those reported in dyabel/detpro issue #42 (one per positive-IoU bucket
+# of detpro.sh, "r1" instead of "endepoch6" in the name).
+_PROMPT_SETS: dict[str, PromptsEntry] = {
+    DETPRO_LVIS: PromptsEntry(
+        DETPRO_LVIS,
+        "1DSkfTO3TWrIW0k1kt67Ez-wLwXy9mVqF",
+        tuple(f"fg_bg_5_{lo}_{hi}_r1_prompt.pth" for lo, hi in ((5, 6), (6, 7), (7, 8), (8, 9), (9, 10))),
+        "DetPro's five learned prompt contexts for CLIP ViT-B/32, trained on LVIS base classes "
+        "(positives at IoU 0.5-0.6, 0.6-0.7, 0.7-0.8, 0.8-0.9, 0.9-1.0, plus background "
+        "proposals); each file is one torch.save'd (8, 512) float tensor. The 'empty prompt' "
+        "Google Drive folder of the dyabel/detpro README.",
+    ),
 }
 
 
@@ -117,9 +175,9 @@ def _read_known() -> dict[str, dict[str, Any]]:
         return {}  # a damaged record only costs the check; the next download rewrites it
 
 
-def _record_known(entry: WeightsEntry, size: int, sha256: str) -> None:
+def _record_known(key: str, record: dict[str, Any]) -> None:
     known = _read_known()
-    known[entry.name] = {"gdrive_id": entry.gdrive_id, "size": size, "sha256": sha256}
+    known[key] = record
     path = _hashes_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.part")
@@ -128,7 +186,11 @@ def _record_known(entry: WeightsEntry, size: int, sha256: str) -> None:
 
 
 def list_pretrained() -> list[WeightsEntry]:
-    """All registered checkpoints, with sizes/hashes filled in from the local record."""
+    """All registered checkpoints, with sizes/hashes filled in from the local record.
+
+    Prompt sets are listed by :func:`list_prompt_sets`; keeping them out of this list keeps
+    "is this a checkpoint name?" a simple membership test.
+    """
     return [get_weights_entry(name) for name in _REGISTRY]
 
 
@@ -139,7 +201,8 @@ def get_weights_entry(name: str) -> WeightsEntry:
         KeyError: ``name`` is not registered (the message lists the known names).
     """
     if name not in _REGISTRY:
-        raise KeyError(f"unknown OVFormer weights {name!r}; known: {', '.join(_REGISTRY)}")
+        hint = f" ('{name}' is a prompt set: see resolve_prompts)" if name in _PROMPT_SETS else ""
+        raise KeyError(f"unknown OVFormer weights {name!r}{hint}; known: {', '.join(_REGISTRY)}")
     entry = _REGISTRY[name]
     rec = _read_known().get(name, {})
     if rec.get("gdrive_id") != entry.gdrive_id:
@@ -186,6 +249,11 @@ def resolve_weights(name_or_path: str | os.PathLike[str], *, download: bool) -> 
         path = Path(key).expanduser()
         if path.is_file():
             return path
+        if key in _PROMPT_SETS:
+            raise WeightsNotFoundError(
+                f"'{key}' is a set of DetPro prompt files, not a checkpoint; "
+                f"resolve it with ovformer.weights.resolve_prompts('{key}', download=...)"
+            )
         raise WeightsNotFoundError(
             f"Checkpoint file not found: {path.resolve()}\n"
             f"  pass an existing .pth file, or one of the released names: {', '.join(_REGISTRY)}"
@@ -209,7 +277,8 @@ def download_weights(name: str, *, force: bool = False, progress: bool = True) -
     """Download a registered checkpoint into the cache (``ovformer weights download NAME``).
 
     Writes to ``<file>.part`` and renames only after the size and SHA-256 check, so an
-    interrupted download never leaves a file that looks complete.
+    interrupted download never leaves a file that looks complete. A prompt-set name
+    (``"detpro-lvis"``) is handed to :func:`download_prompts` and returns its folder.
 
     Args:
         name: registry name.
@@ -217,45 +286,176 @@ def download_weights(name: str, *, force: bool = False, progress: bool = True) -
         progress: show a tqdm progress bar.
 
     Returns:
-        Path of the verified file.
+        Path of the verified file (the folder, for a prompt set).
 
     Raises:
         WeightsDownloadError: network failure, Google Drive refusing the file (quota, not
             shared), or a size/hash mismatch with the recorded values.
     """
+    if name in _PROMPT_SETS:
+        return download_prompts(name, force=force, progress=progress)
     entry = get_weights_entry(name)
     path = _weights_dir() / entry.filename
     if path.is_file() and not force:
         return path
+    size, digest = _download_verified(
+        entry.gdrive_id, path, label=f"OVFormer weights '{name}'", record_key=name,
+        expected=(entry.size, entry.sha256), by_hand=f"download {entry.url} by hand and save it as {path}",
+        progress=progress,
+    )
+    if entry.sha256 is None:
+        _record_known(name, {"gdrive_id": entry.gdrive_id, "size": size, "sha256": digest})
+    return path
+
+
+def _download_verified(file_id: str, path: Path, *, label: str, record_key: str,
+                       expected: tuple[int | None, str | None], by_hand: str, progress: bool) -> tuple[int, str]:
+    """Fetch a Drive file to ``path`` via ``<file>.part``, checked against ``expected`` (size, sha256)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     try:
-        size, digest = _fetch_gdrive(entry.gdrive_id, part, desc=entry.filename, progress=progress)
+        size, digest = _fetch_gdrive(file_id, part, desc=path.name, progress=progress)
     except OSError as exc:  # URLError, HTTPError, disk errors
         part.unlink(missing_ok=True)
-        raise WeightsDownloadError(
-            f"Could not download OVFormer weights '{name}': {exc}\n"
-            f"  download {entry.url} by hand and save it as {path}"
-        ) from exc
+        raise WeightsDownloadError(f"Could not download {label}: {exc}\n  {by_hand}") from exc
     except WeightsDownloadError:
         part.unlink(missing_ok=True)
         raise
+    want_size, want_sha = expected
     problems = []
-    if entry.size is not None and size != entry.size:
-        problems.append(f"size {size} bytes, expected {entry.size}")
-    if entry.sha256 is not None and digest != entry.sha256:
-        problems.append(f"sha256 {digest}, expected {entry.sha256}")
+    if want_size is not None and size != want_size:
+        problems.append(f"size {size} bytes, expected {want_size}")
+    if want_sha is not None and digest != want_sha:
+        problems.append(f"sha256 {digest}, expected {want_sha}")
     if problems:
         part.unlink(missing_ok=True)
         raise WeightsDownloadError(
-            f"Downloaded OVFormer weights '{name}' do not match the record ({'; '.join(problems)}). "
-            f"The file was removed. If the release really changed, delete the '{name}' entry "
+            f"Downloaded {label} do not match the record ({'; '.join(problems)}). "
+            f"The file was removed. If the release really changed, delete the '{record_key}' entry "
             f"of {_hashes_file()} and download again."
         )
     os.replace(part, path)
-    if entry.sha256 is None:
-        _record_known(entry, size, digest)
-    return path
+    return size, digest
+
+
+# --- prompt sets ----------------------------------------------------------------------------
+
+
+def list_prompt_sets() -> list[PromptsEntry]:
+    """All registered prompt sets (``kind == "prompts"``)."""
+    return list(_PROMPT_SETS.values())
+
+
+def get_prompts_entry(name: str) -> PromptsEntry:
+    """The entry of a prompt set; KeyError listing the known ones for another name."""
+    if name not in _PROMPT_SETS:
+        raise KeyError(f"unknown prompt set {name!r}; known: {', '.join(_PROMPT_SETS)}")
+    return _PROMPT_SETS[name]
+
+
+def prompts_dir(name: str) -> Path:
+    """The cache folder of a prompt set (whether or not its files exist)."""
+    return _weights_dir() / get_prompts_entry(name).name
+
+
+def _prompt_records(entry: PromptsEntry) -> dict[str, dict[str, Any]]:
+    known = _read_known()
+    recs = {f: known.get(f"{entry.name}/{f}", {}) for f in entry.filenames}
+    # a record made for another folder id says nothing about this release
+    return {f: r if r.get("gdrive_folder_id") == entry.gdrive_folder_id else {} for f, r in recs.items()}
+
+
+def _prompt_problems(entry: PromptsEntry) -> dict[str, str]:
+    """Files of the set that are not usable in the cache: name -> "missing" / "damaged (...)"."""
+    folder, problems = prompts_dir(entry.name), {}
+    for filename, rec in _prompt_records(entry).items():
+        path = folder / filename
+        if not path.is_file():
+            problems[filename] = "missing"
+        elif rec.get("size") is not None and path.stat().st_size != rec["size"]:
+            problems[filename] = f"damaged ({path.stat().st_size} bytes, expected {rec['size']})"
+    return problems  # a present file of the recorded size had its full hash checked on arrival
+
+
+def resolve_prompts(name: str = DETPRO_LVIS, *, download: bool) -> Path:
+    """The cache folder of a prompt set, holding every file of ``get_prompts_entry(name).filenames``.
+
+    Args:
+        name: registered prompt set (``"detpro-lvis"``).
+        download: allow fetching missing files from Google Drive; ``OVFORMER_OFFLINE=1``
+            forbids it regardless.
+
+    Raises:
+        WeightsNotFoundError: a file is missing or damaged and downloading is not allowed;
+            the message names each file, the download command and the folder's URL.
+        WeightsDownloadError: the download failed or did not verify.
+    """
+    entry = get_prompts_entry(name)
+    folder, problems = prompts_dir(name), _prompt_problems(entry)
+    if not problems:
+        return folder
+    offline = os.environ.get("OVFORMER_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    if download and not offline:
+        return download_prompts(name)
+    lines = [f"DetPro prompt set '{name}' is not complete in the local cache"
+             + (" and OVFORMER_OFFLINE is set." if offline and download else "."), f"  ({entry.description})"]
+    lines += [f"  {problem} file: {folder / filename}" for filename, problem in problems.items()]
+    lines += [f"  download them: ovformer weights download {name}",
+              f"  or by hand:    {entry.url} -> save the files above into {folder}",
+              "  or embed class names with the 14-template CLIP ensemble "
+              "(ovformer.detpro.template_ensemble_embeddings), which only approximates the released classifiers"]
+    raise WeightsNotFoundError("\n".join(lines))
+
+
+def download_prompts(name: str = DETPRO_LVIS, *, force: bool = False, progress: bool = True) -> Path:
+    """Download the files of a prompt set into :func:`prompts_dir` and return that folder.
+
+    The per-file Drive ids were never published, so the folder's public listing is read to
+    find them; each file then takes the checkpoint path (``.part``, size and SHA-256 checked
+    against / recorded in ``known_hashes.json`` under ``"<set>/<file>"``).
+
+    Raises:
+        WeightsDownloadError: the folder could not be listed or lacks a needed file, or a
+            file failed to download or verify.
+    """
+    entry = get_prompts_entry(name)
+    folder, records = prompts_dir(name), _prompt_records(entry)
+    wanted = list(entry.filenames) if force else list(_prompt_problems(entry))
+    if not wanted:
+        return folder
+    by_hand = f"download the files by hand from {entry.url} into {folder}"
+    try:
+        listing = _list_gdrive_folder(entry.gdrive_folder_id)
+    except OSError as exc:
+        raise WeightsDownloadError(f"Could not list the Google Drive folder of '{name}': {exc}\n  {by_hand}") from exc
+    if absent := [f for f in wanted if f not in listing]:
+        raise WeightsDownloadError(
+            f"The Google Drive folder of '{name}' does not list {', '.join(absent)} "
+            f"(it lists: {', '.join(sorted(listing)) or 'nothing readable'}).\n  {by_hand}")
+    for filename in wanted:
+        key, rec = f"{name}/{filename}", records[filename]
+        size, digest = _download_verified(
+            listing[filename], folder / filename, label=f"DetPro prompt file '{key}'", record_key=key,
+            expected=(rec.get("size"), rec.get("sha256")), by_hand=by_hand, progress=progress)
+        if rec.get("sha256") is None:
+            _record_known(key, {"gdrive_folder_id": entry.gdrive_folder_id, "gdrive_id": listing[filename],
+                                "size": size, "sha256": digest})
+    return folder
+
+
+def _list_gdrive_folder(folder_id: str) -> dict[str, str]:
+    """File name -> file id of a publicly shared Drive folder, read from its embeddable listing."""
+    with _open(f"{_GDRIVE_FOLDER_VIEW}?" + urllib.parse.urlencode({"id": folder_id}), {}) as resp:
+        page = resp.read().decode("utf-8", "replace")
+    files: dict[str, str] = {}
+    # Entries look like <div class="flip-entry" id="entry-FILEID"> ... <div class="flip-entry-title">
+    # NAME</div>; splitting per entry keeps a title from pairing with another entry's id.
+    for chunk in page.split('id="entry-')[1:]:
+        file_id = chunk.split('"', 1)[0]
+        title = re.search(r'class="flip-entry-title"[^>]*>([^<]*)<', chunk)
+        if title and re.fullmatch(r"[0-9A-Za-z_-]+", file_id):
+            files[html.unescape(title.group(1)).strip()] = file_id
+    return files
 
 
 def _open(url: str, cookies: dict[str, str]) -> Any:
