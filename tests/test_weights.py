@@ -216,3 +216,79 @@ def test_drive_refusal_and_network_errors(monkeypatch: pytest.MonkeyPatch, isola
         download_weights("swinb-lvis", progress=False)
     assert str(isolated_home / "weights" / "ovformer_swinb_lvis.pth") in str(err.value)
     assert not list((isolated_home / "weights").glob("*"))
+
+
+# --- DetPro prompt set (a shared Drive folder) ------------------------------------------------
+
+DETPRO_FOLDER = "1DSkfTO3TWrIW0k1kt67Ez-wLwXy9mVqF"
+DETPRO_FILES = [f"fg_bg_5_{a}_{b}_r1_prompt.pth" for a, b in ((5, 6), (6, 7), (7, 8), (8, 9), (9, 10))]
+
+
+def folder_page(names: list[str]) -> FakeResponse:
+    """Drive's embeddable folder listing, one flip-entry per file (ids: file0, file1, ...)."""
+    entries = "".join(
+        f'<div class="flip-entry" id="entry-file{i}" tabindex="0" role="link"><div class="flip-entry-info">'
+        f'<a href="https://drive.google.com/file/d/file{i}/view?usp=drive_web" target="_blank">'
+        f'<div class="flip-entry-title">{name}</div></a></div></div>'
+        for i, name in enumerate(names)
+    )
+    return FakeResponse(f"<html><body><div class='flip-entries'>{entries}</div></body></html>".encode(), "text/html")
+
+
+def test_prompt_set_listed_apart_from_checkpoints() -> None:
+    assert "detpro-lvis" not in {e.name for e in list_pretrained()}  # api.load_model's name test
+    (entry,) = weights.list_prompt_sets()
+    assert (entry.name, entry.kind, entry.gdrive_folder_id) == ("detpro-lvis", "prompts", DETPRO_FOLDER)
+    with pytest.raises(WeightsNotFoundError, match="resolve_prompts"):
+        resolve_weights("detpro-lvis", download=True)
+
+
+def test_prompt_set_download_records_each_file_then_hits_cache(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+    bodies = [f"prompt-{i}".encode() * 100 for i in range(5)]
+    server = serve(monkeypatch, folder_page(["README.txt"] + DETPRO_FILES), *map(FakeResponse, bodies))
+    folder = weights.resolve_prompts("detpro-lvis", download=True)
+    assert folder == isolated_home / "weights" / "detpro-lvis"
+    assert [(folder / f).read_bytes() for f in DETPRO_FILES] == bodies
+    listing = urllib.parse.urlsplit(server.requests[0].full_url)
+    assert listing.path == "/embeddedfolderview" and urllib.parse.parse_qs(listing.query)["id"] == [DETPRO_FOLDER]
+    ids = [urllib.parse.parse_qs(urllib.parse.urlsplit(r.full_url).query)["id"][0] for r in server.requests[1:]]
+    assert ids == ["file1", "file2", "file3", "file4", "file5"]  # README.txt (file0) is not fetched
+    known = json.loads((isolated_home / "weights" / "known_hashes.json").read_text())
+    assert known["detpro-lvis/" + DETPRO_FILES[0]] == {
+        "gdrive_folder_id": DETPRO_FOLDER, "gdrive_id": "file1",
+        "size": len(bodies[0]), "sha256": hashlib.sha256(bodies[0]).hexdigest(),
+    }
+    serve(monkeypatch)  # cached: any network call would fail
+    assert weights.resolve_prompts("detpro-lvis", download=True) == folder
+    assert download_weights("detpro-lvis") == folder  # what `ovformer weights download` calls
+
+    (folder / DETPRO_FILES[3]).unlink()  # only the missing file is fetched again, and checked
+    serve(monkeypatch, folder_page(DETPRO_FILES), FakeResponse(b"changed upstream"))
+    with pytest.raises(WeightsDownloadError, match="do not match"):
+        weights.resolve_prompts("detpro-lvis", download=True)
+    assert not (folder / DETPRO_FILES[3]).exists() and not list(folder.glob("*.part"))
+
+
+def test_prompt_set_folder_problems(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+    serve(monkeypatch, folder_page(DETPRO_FILES[:2]))
+    with pytest.raises(WeightsDownloadError, match="does not list fg_bg_5_7_8_r1_prompt.pth") as err:
+        weights.download_prompts("detpro-lvis", progress=False)
+    assert f"https://drive.google.com/drive/folders/{DETPRO_FOLDER}" in str(err.value)
+    serve(monkeypatch, urllib.error.URLError("no route to host"))
+    with pytest.raises(WeightsDownloadError, match="by hand") as err:
+        weights.download_prompts("detpro-lvis", progress=False)
+    assert str(isolated_home / "weights" / "detpro-lvis") in str(err.value)
+
+
+def test_cli_lists_and_downloads_the_prompt_set(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                 isolated_home: Path) -> None:
+    from ovformer.tools.weights import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "detpro-lvis" in out and "0/5 files" in out and str(isolated_home / "weights" / "detpro-lvis") in out
+    serve(monkeypatch, folder_page(DETPRO_FILES), *(FakeResponse(b"ctx") for _ in DETPRO_FILES))
+    assert main(["download", "detpro-lvis"]) == 0
+    assert capsys.readouterr().out.strip() == str(isolated_home / "weights" / "detpro-lvis")
+    assert main(["list"]) == 0
+    assert "detpro-lvis  5 files from a Drive folder    cached" in capsys.readouterr().out
