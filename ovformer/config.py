@@ -9,6 +9,14 @@ from typing import Any
 import yaml
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+META_ARCHS = ("video", "image")
+# official META_ARCHITECTURE -> ours. ``OVFormer`` (LVIS images) and ``OVFormerVideo`` (the same
+# image model run on YouTube-VIS / OVIS / BURST) share one network; only ``VideoOVFormer`` has
+# the video decoder.
+_D2_META_ARCHS = {"VideoOVFormer": "video", "OVFormer": "image", "OVFormerVideo": "image"}
+# TEST.DETECTIONS_PER_IMAGE when a config leaves it out: the video-eval configs of each family
+# (youtubevis_2019 sets 10 for the image model, lvvis 50 for the video model)
+_DEFAULT_TOPK = {"video": 50, "image": 10}
 
 
 @dataclass
@@ -48,7 +56,20 @@ class TrainRecipe:
 
 @dataclass
 class ModelConfig:
-    """Everything needed to build an OVFormer and run it. Sizes default to the released R50."""
+    """Everything needed to build an OVFormer and run it. Sizes default to the released R50.
+
+    ``meta_arch`` says how the checkpoint runs on a video:
+
+    - ``"video"`` (official ``VideoOVFormer``, the LV-VIS fine-tuned models): clip-level queries,
+      3D position encoding, clips of ``clip_length`` frames associated clip to clip.
+    - ``"image"`` (official ``OVFormer`` / ``OVFormerVideo``, the LVIS-trained models): every frame
+      is an independent image (2D position encoding, per-frame queries, each frame's classifier
+      attends to its own CLIP embedding), run ``window_size`` frames per forward pass and linked
+      frame by frame by a momentum tracker.
+
+    ``test_topk`` is the number of (query, class) pairs kept per video for both.
+    """
+    meta_arch: str = "video"  # "video" or "image"
     backbone: str = "resnet50"  # "resnet50", "resnet18" (tiny) or "swin"
     swin_embed_dim: int = 128
     swin_depths: tuple[int, ...] = (2, 2, 18, 2)
@@ -76,7 +97,8 @@ class ModelConfig:
     size_divisibility: int = 32
     min_size_test: int = 360
     max_size_test: int = 1333
-    clip_length: int = 5
+    clip_length: int = 5  # video models: frames per clip
+    window_size: int = 10  # image models: frames per forward pass (official run_window_inference)
     test_topk: int = 50
     train: TrainRecipe = field(default_factory=TrainRecipe)
 
@@ -87,6 +109,9 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         """Build from a dict; an unknown key is an error that names it."""
         data = dict(data)
+        if data.get("meta_arch", "video") not in META_ARCHS:
+            raise ValueError(f"meta_arch must be one of {', '.join(META_ARCHS)}, "
+                             f"got {data['meta_arch']!r}")
         train = TrainRecipe(**_check_keys(TrainRecipe, data.pop("train", {}) or {}))
         return cls(train=train, **_check_keys(cls, data))
 
@@ -138,6 +163,11 @@ def config_from_d2_yaml(path: str | Path) -> ModelConfig:
     cfg = load_d2_yaml(path)
     get = lambda *keys, default=None: _dig(cfg, keys, default)  # noqa: E731
     out = ModelConfig()
+    arch = get("MODEL", "META_ARCHITECTURE", default="VideoOVFormer")
+    if arch not in _D2_META_ARCHS:
+        raise ValueError(f"{path}: META_ARCHITECTURE {arch!r} is not an OVFormer "
+                         f"({', '.join(_D2_META_ARCHS)})")
+    out.meta_arch = _D2_META_ARCHS[arch]
     name = get("MODEL", "BACKBONE", "NAME", default="build_timm_backbone")
     if "Swin" in name:
         out.backbone = "swin"
@@ -173,7 +203,7 @@ def config_from_d2_yaml(path: str | Path) -> ModelConfig:
     out.pixel_std = tuple(get("MODEL", "PIXEL_STD", default=out.pixel_std))
     out.min_size_test = get("INPUT", "MIN_SIZE_TEST", default=out.min_size_test)
     out.max_size_test = get("INPUT", "MAX_SIZE_TEST", default=out.max_size_test)
-    out.test_topk = get("TEST", "DETECTIONS_PER_IMAGE", default=out.test_topk)
+    out.test_topk = get("TEST", "DETECTIONS_PER_IMAGE", default=_DEFAULT_TOPK[out.meta_arch])
     _recipe_from_d2(out.train, get)
     return out
 

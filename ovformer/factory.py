@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import ModelConfig, config_from_d2_yaml, get_preset
-from .modeling import (EmbeddingAlignmentClassifier, MSDeformAttnPixelDecoder, OVFormer,
+from .modeling import (EmbeddingAlignmentClassifier, ImageMaskedTransformerDecoder,
+                       MSDeformAttnPixelDecoder, OVFormer, OVFormerImage,
                        VideoMaskedTransformerDecoder, build_backbone)
 
 
@@ -22,6 +23,9 @@ def resolve_config(spec: str | Path | ModelConfig) -> ModelConfig:
 def create_model(spec: str | Path | ModelConfig = "r50-lvvis") -> OVFormer:
     """Build an OVFormer with random weights.
 
+    ``meta_arch: video`` gives an :class:`OVFormer` (clips), ``meta_arch: image`` an
+    :class:`OVFormerImage` (independent frames); both have the same state-dict layout.
+
     Example:
         >>> model = create_model("tiny")
         >>> out = model(frames, clip_embeds, text_embeds)   # see OVFormer.forward
@@ -36,11 +40,14 @@ def create_model(spec: str | Path | ModelConfig = "r50-lvvis") -> OVFormer:
         num_encoder_layers=cfg.enc_layers, encoder_ffn=cfg.enc_ffn, encoder_heads=cfg.enc_heads,
         encoder_points=cfg.enc_points, common_stride=cfg.common_stride)
     classifier = EmbeddingAlignmentClassifier(cfg.hidden_dim, cfg.clip_dim)
-    decoder = VideoMaskedTransformerDecoder(
+    image = cfg.meta_arch == "image"
+    decoder_cls = ImageMaskedTransformerDecoder if image else VideoMaskedTransformerDecoder
+    decoder = decoder_cls(
         classifier, hidden_dim=cfg.hidden_dim, num_queries=cfg.num_queries, nheads=cfg.nheads,
         dim_feedforward=cfg.dim_feedforward, dec_layers=cfg.dec_layers, mask_dim=cfg.mask_dim,
         pre_norm=cfg.pre_norm)
-    model = OVFormer(backbone, pixel_decoder, decoder, cfg.pixel_mean, cfg.pixel_std,
-                     cfg.size_divisibility)
+    model_cls = OVFormerImage if image else OVFormer
+    model = model_cls(backbone, pixel_decoder, decoder, cfg.pixel_mean, cfg.pixel_std,
+                      cfg.size_divisibility)
     model.config = cfg
     return model

@@ -49,3 +49,41 @@ def resize_mask_logits(mask_logits: torch.Tensor, padded_size: tuple[int, int],
     x = x[:, :, : image_size[0], : image_size[1]]
     x = F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)
     return x > 0
+
+
+# --- image models run on video (official ``OVFormerVideo.instance_inference``) ---------------
+
+def frame_gate(frame_scores: torch.Tensor, scores: torch.Tensor,
+               ratio: float = 0.1) -> torch.Tensor:
+    """Frames whose mask a selected pair drops: its per-frame score is under ``ratio`` times its
+    video score (the reference then sets that frame's mask logits to -1, an empty mask).
+
+    Args:
+        frame_scores: (k, T) per-frame :func:`video_scores` of each selected (query, class).
+        scores: (k,) their video-level scores.
+    Returns:
+        (k, T) bool, True where the frame is dropped.
+    """
+    return frame_scores < scores[:, None] * ratio
+
+
+def mask_probability_sums(mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of sigmoid over the pixels with logit > 0, and their count, per row.
+
+    Sums over any subset of frames add up, so a long video can be scored window by window.
+
+    Args:
+        mask_logits: (k, ...) low-resolution logits (padding included, as the reference).
+    Returns:
+        two (k,) float64 tensors: probability sum and pixel count.
+    """
+    x = mask_logits.flatten(1).float()
+    fg = x > 0
+    return (x.sigmoid() * fg).sum(1, dtype=torch.float64), fg.sum(1).double()
+
+
+def rescore_by_mask(scores: torch.Tensor, prob_sum: torch.Tensor, count: torch.Tensor,
+                    eps: float = 1e-6) -> torch.Tensor:
+    """Final scores: class scores (k,) times the mean foreground probability of the pair's mask
+    (``eps`` keeps an empty mask at score 0)."""
+    return (scores.double() * prob_sum / (count + eps)).to(scores.dtype)

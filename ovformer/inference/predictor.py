@@ -161,6 +161,9 @@ class OVFormerVideoPredictor:
         kwargs.setdefault("top_k", cfg.test_topk)
         if "detpro_context" not in kwargs:
             kwargs["detpro_context"], kwargs["text_note"] = find_detpro_context(encoder)
+        if cfg.meta_arch == "image":  # LVIS-trained image models run frame by frame
+            from .frame_predictor import OVFormerFramePredictor
+            cls = cls if issubclass(cls, OVFormerFramePredictor) else OVFormerFramePredictor
         pred = cls(loaded.model, encoder, weights_label=loaded.label, untrained=untrained,
                    classifier=loaded.classifier, **kwargs)
         return pred

@@ -69,6 +69,11 @@ class VideoMaskedTransformerDecoder(nn.Module):
         self.object_embed = MLP(hidden_dim, hidden_dim, 2, 2)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
+    def position(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, h, w) level map -> (B, T, hidden_dim, h, w) position encoding: spatio-temporal
+        over the clip (image decoders override this with a per-frame 2D encoding)."""
+        return self.pe_layer(x)
+
     def _heads(self, output: torch.Tensor, mask_tokens: torch.Tensor | None,
                attn_tokens: torch.Tensor | None, clip_image_embeds: torch.Tensor,
                text_embeds: torch.Tensor) -> tuple[LayerPrediction, torch.Tensor,
@@ -131,7 +136,7 @@ class VideoMaskedTransformerDecoder(nn.Module):
             resized = F.interpolate(mask_features, size=(h, w), mode="bilinear",
                                     align_corners=False)
             attn_tokens.append(tokens(resized).view(b, t * h * w, cm))
-            pos = self.pe_layer(x.view(b, t, -1, h, w)).flatten(3)  # (B, T, C, hw)
+            pos = self.position(x.view(b, t, -1, h, w)).flatten(3)  # (B, T, C, hw)
             src = x.flatten(2) + self.level_embed.weight[i][None, :, None]
             c = src.shape[1]
             # (B, T, C, hw) -> (T*hw, B, C): the memory runs frame-major over the whole clip

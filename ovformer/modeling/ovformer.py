@@ -43,6 +43,14 @@ class OVFormer(nn.Module):
         pad_h, pad_w = (d - h % d) % d, (d - w % d) % d
         return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
+    def features(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(N, 3, H, W) RGB 0..255 -> mask features (N, mask_dim, Hp/4, Wp/4) and the three
+        multi-scale maps (N, C, h_l, w_l), coarse first."""
+        # channels-last (NHWC) convolutions are ~15% faster on CPU, and the pixel decoder's
+        # token layout (N, H*W, C) is then a view of its input maps rather than a copy
+        x = self.preprocess(frames).contiguous(memory_format=torch.channels_last)
+        return self.pixel_decoder(self.backbone(x))
+
     def forward(self, frames: torch.Tensor, clip_embeds: torch.Tensor,
                 text_embeds: torch.Tensor, aux_masks: bool | None = None) -> ClipOutput:
         """
@@ -59,9 +67,6 @@ class OVFormer(nn.Module):
         if clip_embeds.shape[:2] != (b, t):
             raise ValueError(f"clip_embeds {tuple(clip_embeds.shape)} does not match frames "
                              f"{tuple(frames.shape)}: expected ({b}, {t}, D)")
-        # channels-last (NHWC) convolutions are ~15% faster on CPU, and the pixel decoder's
-        # token layout (N, H*W, C) is then a view of its input maps rather than a copy
-        x = self.preprocess(frames.flatten(0, 1)).contiguous(memory_format=torch.channels_last)
-        mask_features, multi_scale = self.pixel_decoder(self.backbone(x))
+        mask_features, multi_scale = self.features(frames.flatten(0, 1))
         return self.decoder(multi_scale, mask_features, clip_embeds.transpose(0, 1),
                             text_embeds, batch_size=b, aux_masks=aux_masks)

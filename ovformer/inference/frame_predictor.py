@@ -1,0 +1,139 @@
+"""Video prediction with image models (the LVIS-trained checkpoints), as the official code runs
+them on videos: frame by frame in windows, linked by a tracker, scored per (query, class) pair.
+
+``OVFormerVideoPredictor.from_pretrained`` returns an :class:`OVFormerFramePredictor` when the
+loaded config's ``meta_arch`` is ``"image"``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..clip import ClipEncoder
+from ..modeling import ClipOutput, OVFormerImage
+from ..ytvis.rle import encode_mask
+from .frame_tracker import FrameTracker, FrameWindow
+from .postprocess import video_scores
+from .predictor import ClipProgress, OVFormerVideoPredictor, Track, VideoPrediction, _chunks
+
+
+@dataclass
+class FrameVideoPrediction(VideoPrediction):
+    """A :class:`VideoPrediction` with one track per pair: ``tracks[i]`` belongs to ``pairs[i]``.
+
+    The reference drops a pair's mask on the frames where that pair's own per-frame score is low,
+    so two pairs of one query (two classes) can have different masks; ``Track.query`` is the
+    decoder query and can repeat.
+    """
+
+    def results(self, video_id: int) -> list[dict[str, Any]]:
+        """YouTube-VIS results-layout entries for this video."""
+        return [{"video_id": video_id, "category_id": p["category_id"], "score": p["score"],
+                 "segmentations": t.segmentations} for p, t in zip(self.pairs, self.tracks)]
+
+
+class OVFormerFramePredictor(OVFormerVideoPredictor):
+    """Runs an image-architecture OVFormer on videos (official ``OVFormerVideo`` inference).
+
+    Frames go through the model ``window_size`` at a time as independent images (the window
+    only batches work and changes no value); :class:`~.frame_tracker.FrameTracker` links them
+    frame by frame and spills each window's low-resolution masks, so memory stays flat in the
+    video's length. Scores are the reference's: top-k pairs on the mean aligned logits, frames
+    gated per pair, rescored by mean mask probability.
+
+    Args:
+        model: an :class:`~ovformer.modeling.OVFormerImage`.
+        clip: the CLIP encoder.
+        window_size: frames per model call (default: the model config's, 10).
+        clip_length: accepted for the base class's signature and ignored (``window_size`` is what
+            groups frames here); ``self.clip_length`` reports the window size.
+        **kwargs: as :class:`OVFormerVideoPredictor` (``dtype`` defaults to "fp32", as the
+            reference runs, with no autocast).
+    """
+
+    def __init__(self, model: OVFormerImage, clip: ClipEncoder, *,
+                 window_size: int | None = None, clip_length: int = 0, **kwargs: Any) -> None:
+        if not isinstance(model, OVFormerImage):
+            raise TypeError(f"{type(self).__name__} needs an image model (meta_arch: image), "
+                            f"got {type(model).__name__}; use OVFormerVideoPredictor")
+        config = getattr(model, "config", None)
+        window_size = window_size or getattr(config, "window_size", 10)
+        if window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {window_size}")
+        super().__init__(model, clip, clip_length=window_size, **kwargs)
+        self.window_size = window_size
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor, clip_embeds: torch.Tensor) -> ClipOutput:
+        """The model on a window: (N, 3, h, w) frames and (N, D) CLIP embeddings -> per-frame
+        outputs (see :meth:`OVFormerImage.forward`), in ``self.dtype``."""
+        with self._autocast():
+            return self.model(x, clip_embeds, self.text_embeds)
+
+    @torch.inference_mode()
+    def run_window(self, rgb: list[np.ndarray]) -> tuple[FrameWindow, tuple[int, int]]:
+        """Per-frame outputs of consecutive frames ((H, W, 3) uint8) and the model input size."""
+        x, size = self.prepare(rgb)
+        return FrameWindow.from_output(self.forward(x, self.encode_clip(rgb))), size
+
+    @torch.inference_mode()
+    def predict(self, source: Iterable[Any], *, num_frames: int | None = None,
+                on_clip: Callable[[ClipProgress], None] | None = None,
+                spill_dir: str | Path | None = None, preview_k: int = 10) -> VideoPrediction:
+        """Predict one video (arguments as :meth:`OVFormerVideoPredictor.predict`; ``on_clip``
+        is called after every window).
+
+        Returns a :class:`FrameVideoPrediction`: pairs best final score first, one track each.
+        """
+        if self.text_embeds is None:
+            raise ValueError("no vocabulary: call set_vocabulary(names) first")
+        total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
+        start = time.monotonic()
+        size = out_size = None
+        with FrameTracker(spill_dir) as tracker:
+            for index, frames in enumerate(_chunks(source, self.window_size)):
+                rgb = [getattr(f, "rgb", f) for f in frames]
+                if out_size is None:
+                    out_size = rgb[0].shape[:2]
+                if any(r.shape[:2] != out_size for r in rgb):
+                    raise ValueError(f"frame size changed within the video (expected {out_size})")
+                window, size = self.run_window(rgb)
+                aligned = tracker.add(window)
+                if on_clip is not None:
+                    done = tracker.num_frames
+                    elapsed = time.monotonic() - start
+                    eta = elapsed / done * (total - done) if total and total >= done else None
+                    preview = self._preview(aligned.as_clip(), size, out_size, preview_k)
+                    on_clip(ClipProgress(done, total, elapsed, eta, index, done - len(rgb),
+                                         preview))
+            if out_size is None:
+                raise ValueError("the video has no frames")
+            return self._finish_frames(tracker, size, out_size)
+
+    def _finish_frames(self, tracker: FrameTracker, size: tuple[int, int],
+                       out_size: tuple[int, int]) -> FrameVideoPrediction:
+        sel = tracker.select(self.top_k)
+        pairs = [{"query": int(q), "label": int(lab), "score": float(s),
+                  "category_id": self.category_ids[int(lab)]}
+                 for s, q, lab in zip(sel.scores.tolist(), sel.queries.tolist(),
+                                      sel.labels.tolist())]
+        segs: list[list[dict | None]] = [[] for _ in pairs]
+        for _, masks in tracker.iter_pair_masks(sel, self._padded(size), size, out_size):
+            for j, m in enumerate(masks):
+                segs[j].append(encode_mask(m) if m.any() else None)
+        # alternatives: the query's video class scores (before the pair's mask rescoring)
+        scores = video_scores(*tracker.video_logits())
+        k_alt = min(self.num_alternatives, scores.shape[1])
+        alt_s, alt_l = scores[sel.queries].topk(k_alt, dim=1)
+        tracks = [Track(p["query"], p["label"], p["score"],
+                        [(int(lab), float(s)) for s, lab in zip(alt_s[j].tolist(),
+                                                                alt_l[j].tolist())], segs[j])
+                  for j, p in enumerate(pairs)]
+        return FrameVideoPrediction(list(self.vocabulary), list(self.category_ids), out_size[0],
+                                    out_size[1], tracker.num_frames, self.weights_label,
+                                    self.untrained, pairs, tracks)
