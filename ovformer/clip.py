@@ -60,8 +60,8 @@ LVVIS_TEMPLATES: tuple[str, ...] = (
 """ViLD's 14 detection prompts, the usual hand-written ensemble for open-vocabulary detection.
 
 The released OVFormer models read their classifier from ``fg_bg_5_10_*_ens.npy``: DetPro
-*learned* (soft) prompt ensembles, which no list of text templates reproduces. This ensemble
-is the closest text-only approximation we offer; expect small score differences.
+*learned* (soft) prompt ensembles, which ``ovformer.detpro`` rebuilds from DetPro's files; this
+ensemble (there ``VILD_TEMPLATES``) is the fallback without them. As listed by OVSeg (App. A.2).
 """
 
 # OpenAI CLIP normalisation, as in open_clip's pretrained config for ViT-B-32/openai.
