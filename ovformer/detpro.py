@@ -26,8 +26,9 @@ classifier.
 
 Example:
     >>> clip = load_clip("tiny-random")  # doctest: +SKIP
-    >>> ctx = load_detpro_context(resolve_detpro_prompts(download=True))  # (5, 8, 512)
-    >>> emb = detpro_text_embeddings(clip, ctx, ["aerosol can", "zebra"])  # (2, 512)
+    >>> ctx = load_detpro_context(resolve_detpro_prompts(download=True))  # doctest: +SKIP
+    >>> detpro_text_embeddings(clip, ctx, ["aerosol can", "zebra"]).shape  # doctest: +SKIP
+    torch.Size([2, 512])
 """
 
 from __future__ import annotations
@@ -193,20 +194,21 @@ def detpro_text_embeddings(clip: ClipEncoder, context: torch.Tensor, names: Sequ
         ValueError: context shape does not fit this CLIP; a name too long for 77 tokens.
     """
     model = clip.model
-    ctx = _check_context(clip, context)
+    cast = model.transformer.get_cast_dtype()  # fp32 for every ClipEncoder; as encode_text does
+    ctx = _check_context(clip, context).to(cast)
     n_ctx = ctx.shape[1]
     context_length = model.positional_embedding.shape[0]
     names = list(names)
     out = []
     for start in range(0, len(names), _BATCH):
         tokens = _tokenize(names[start : start + _BATCH], n_ctx, context_length).to(clip.device)
-        embedded = model.token_embedding(tokens).float()  # (B, L, width)
+        embedded = model.token_embedding(tokens).to(cast)  # (B, L, width)
         eot = tokens.argmax(dim=-1)  # the end-of-text id is the largest in CLIP's vocabulary
         total = torch.zeros(len(tokens), clip.dim, device=clip.device)
         for p in range(ctx.shape[0]):
             x = embedded.clone()
             x[:, 1 : 1 + n_ctx] = ctx[p]
-            x = x + model.positional_embedding.float()
+            x = x + model.positional_embedding.to(cast)
             x = model.transformer(x, attn_mask=model.attn_mask)  # (B, L, width) in and out
             x = model.ln_final(x)[torch.arange(len(tokens), device=clip.device), eot]
             proj = model.text_projection

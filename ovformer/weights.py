@@ -36,22 +36,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 __all__ = [
-    "DETPRO_LVIS",
-    "PromptsEntry",
-    "WeightsDownloadError",
-    "WeightsEntry",
-    "WeightsNotFoundError",
-    "download_prompts",
-    "download_weights",
-    "get_prompts_entry",
-    "get_weights_entry",
-    "list_prompt_sets",
-    "list_pretrained",
-    "ovformer_home",
-    "prompts_dir",
-    "resolve_prompts",
-    "resolve_weights",
-    "weights_path",
+    "DETPRO_LVIS", "PromptsEntry", "WeightsDownloadError", "WeightsEntry", "WeightsNotFoundError",
+    "download_prompts", "download_weights", "get_prompts_entry", "get_weights_entry",
+    "list_prompt_sets", "list_pretrained", "ovformer_home", "prompts_dir", "resolve_prompts",
+    "resolve_weights", "weights_path",
 ]
 
 _GDRIVE_UC = "https://drive.google.com/uc"
