@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": ("ovformer.tools.eval", "YouTube-VIS / LV-VIS mAP of a results file"),
     "bench": ("ovformer.tools.bench", "time the model and CLIP per frame"),
     "weights": ("ovformer.tools.weights", "list or download the released checkpoints"),
+    "doctor": ("ovformer.tools.doctor", "check weights, CLIP, classifier and a short prediction"),
     "train": ("training.cli", "fine-tune on YouTube-VIS datasets"),
     "dashboard": ("app.dashboard.main", "runs and evaluation dashboard (Streamlit)"),
 }

@@ -42,7 +42,7 @@ def create_app(args: argparse.Namespace, predictor_factory: Callable[[Any], Any]
     """Build (demo, studio) without launching; tests use this with an in-process server."""
     from .media import Limits
     from .prelabel import ModelSpec, PredictorHub
-    from .sample import ensure_sample
+    from ovformer.data.sample import ensure_sample
     from .store import default_home
     from .studio import Config, Studio
     from .ui import build

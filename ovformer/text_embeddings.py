@@ -170,7 +170,24 @@ def load_text_embeddings_file(path: str | Path, vocabulary: Vocabulary) -> TextE
 def find_detpro_context(clip) -> tuple[torch.Tensor | None, str]:
     """DetPro's prompt contexts when they are downloaded and fit ``clip``'s text tower.
 
+    The contexts were learned against OpenAI's ViT-B/32 text tower; with the seeded random
+    CLIPs (tests, demos) they mean nothing and are not used. Nothing is downloaded here.
+
     Returns:
-        ((P, n_ctx, width) contexts or None, a note saying why not for reports).
+        ((P, n_ctx, width) contexts or None, a note for reports saying why they are not used).
     """
-    return None, "DetPro prompts: TODO"
+    from .detpro import load_detpro_context, resolve_detpro_prompts
+    from .weights import WeightsNotFoundError
+
+    if getattr(clip, "spec", None) in ("random", "tiny-random"):
+        return None, f"DetPro prompts do not apply to the {clip.spec} CLIP"
+    try:
+        folder = resolve_detpro_prompts(download=False)
+    except WeightsNotFoundError:
+        return None, "DetPro prompts not downloaded: ovformer weights download detpro-lvis"
+    context = load_detpro_context(folder)
+    width = clip.model.token_embedding.weight.shape[1]
+    if context.shape[-1] != width:
+        return None, (f"DetPro prompts are {context.shape[-1]}-wide, this CLIP's text tower "
+                      f"{width}")
+    return context, ""

@@ -101,9 +101,10 @@ class Category:
 
     @property
     def prompt_name(self) -> str:
-        """The words for a CLIP prompt: ``text`` if set, else the name with underscores as
-        spaces (``bat_(animal)`` -> ``bat (animal)``)."""
-        return self.text or " ".join(self.name.replace("_", " ").split())
+        """The words for a CLIP prompt: ``text`` if set, else the name as DetPro wrote the LVIS
+        names when it made the released classifiers (``prompt/run.py``: parentheses dropped,
+        underscores as spaces): ``bat_(animal)`` -> ``bat animal``."""
+        return self.text or " ".join(re.sub(r"[()]", "", self.name).replace("_", " ").split())
 
     @property
     def keys(self) -> tuple[str, ...]:

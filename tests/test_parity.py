@@ -95,3 +95,67 @@ def test_video_scores_labels_and_masks_match(run, fixture):
     differ = (ours_masks != ref_masks[ref_order]).mean()
     assert ours_masks.shape == ref_masks.shape
     assert differ <= 1e-3, f"{differ:.5%} of mask pixels differ"
+
+
+# -- the vocabulary: the checkpoint's own classifier first ---------------------------------------
+
+@pytest.fixture(scope="module")
+def vocab_predictor(tmp_path_factory, fixture):
+    """A predictor on the fixture checkpoint whose classifier columns are named (the fixture
+    records no names: any K names do) and a CLIP whose text tower must not run."""
+    from ovformer.clip import load_clip
+    from ovformer.inference.predictor import OVFormerVideoPredictor
+    from ovformer.vocab import Vocabulary
+    from tests.parity_fixture import build_checkpoint
+
+    k = fixture[1].text_embeds.shape[0]
+    training = Vocabulary(tuple(Vocabulary.from_preset("lvis").categories[:k]))
+    ckpt = build_checkpoint(tmp_path_factory.mktemp("vocab") / "model_official_format.pth")
+    clip = load_clip("tiny-random")
+    pred = OVFormerVideoPredictor.from_pretrained(ckpt, config=FIXTURE / "official_config.yaml",
+                                                  clip=clip, classifier_vocabulary=training)
+    return pred, training
+
+
+def _forbid_text_encoding(clip, monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("CLIP's text tower ran for a class the classifier knows")
+    monkeypatch.setattr(clip, "encode_text", refuse)
+    monkeypatch.setattr(clip.model, "encode_text", refuse)
+
+
+def test_known_classes_reproduce_the_official_logits(vocab_predictor, fixture, monkeypatch):
+    """A shuffled subset of the checkpoint's classes, typed loosely (spaces, upper case), scores
+    exactly as the official model scored those columns; CLIP's text tower never runs."""
+    pred, training = vocab_predictor
+    _, conv, exp = fixture
+    _forbid_text_encoding(pred.clip, monkeypatch)
+    k = len(training)
+    cols = torch.randperm(k, generator=torch.Generator().manual_seed(0))[: max(2, k // 2)].tolist()
+    text = pred.set_vocabulary([training[c].prompt_name.upper() for c in cols])
+    assert text.sources == ("classifier",) * len(cols)
+    assert torch.equal(text.embeds, conv.text_embeds[cols].float())
+    assert text.summary() == f"{len(cols)} from the model's classifier"
+    frames, feats = exp["frames_chw_rgb_0_255"], exp["clip_image_features"]
+    c = int(exp["clip_length"])
+    for i, s in enumerate(range(0, frames.shape[0], c)):
+        out = pred.forward(frames[s:s + c].float(), feats[s:s + c])
+        ref = exp["per_clip"][i]["pred_logits"][..., cols]
+        assert (out.pred_logits[..., :-1] - ref).abs().max().item() < 1e-5
+
+
+def test_mixed_vocabulary_reports_each_source(vocab_predictor):
+    """Known names take their stored column; new ones are embedded (prompt ensemble here: no
+    DetPro prompts with a tiny CLIP), and each class says where its embedding came from."""
+    from ovformer.detpro import template_ensemble_embeddings
+
+    pred, training = vocab_predictor
+    names = [training[3].name, "unicorn", training[0].prompt_name, "dragon fruit"]
+    text = pred.embed_vocabulary(names)
+    assert text.sources == ("classifier", "templates", "classifier", "templates")
+    assert text.by_source("templates") == ["unicorn", "dragon fruit"]
+    assert text.summary().startswith("2 from the model's classifier; 2 new: prompt ensemble")
+    torch.testing.assert_close(text.embeds[[1, 3]],
+                               template_ensemble_embeddings(pred.clip, ["unicorn", "dragon fruit"]),
+                               rtol=0, atol=0)
+    assert torch.equal(text.embeds[[0, 2]], pred.classifier.weight[[3, 0]].float())

@@ -64,7 +64,8 @@ def test_other_presets_spot_checks() -> None:
 
 def test_prompt_name() -> None:
     assert Category(2, "giant_panda").prompt_name == "giant panda"
-    assert Category(3, "bow_(weapon)").prompt_name == "bow (weapon)"
+    assert Category(3, "bow_(weapon)").prompt_name == "bow weapon"  # as DetPro's prompt/run.py
+    assert Category(4, "bow_(weapon)", text="a bow").prompt_name == "a bow"
 
 
 def test_assets_dir_is_the_repo_assets() -> None:

@@ -146,13 +146,20 @@ class OVFormerVideoPredictor:
         they are downloaded and fit the CLIP (see :func:`ovformer.text_embeddings.find_detpro_context`).
         """
         from ..api import load_model  # late: api imports this module
-        from ..text_embeddings import find_detpro_context
         loaded = load_model(weights, preset=preset, config=config, untrained=untrained,
                             download=download, classifier_vocabulary=classifier_vocabulary)
         encoder = clip if isinstance(clip, ClipEncoder) else None
         if encoder is None:
             from ..clip import load_clip
             encoder = load_clip(str(clip), kwargs.get("device", "cpu"))
+        return cls.from_loaded(loaded, encoder, **kwargs)
+
+    @classmethod
+    def from_loaded(cls, loaded: Any, encoder: ClipEncoder, **kwargs: Any) -> "OVFormerVideoPredictor":
+        """A predictor around a :class:`~ovformer.api.LoadedModel`: its preset's test settings
+        (unless given), its classifier, DetPro contexts when present; the frame-by-frame
+        predictor for image models."""
+        from ..text_embeddings import find_detpro_context
         loaded.check_clip(encoder)
         cfg = loaded.config
         kwargs.setdefault("min_size", cfg.min_size_test)
@@ -164,9 +171,8 @@ class OVFormerVideoPredictor:
         if cfg.meta_arch == "image":  # LVIS-trained image models run frame by frame
             from .frame_predictor import OVFormerFramePredictor
             cls = cls if issubclass(cls, OVFormerFramePredictor) else OVFormerFramePredictor
-        pred = cls(loaded.model, encoder, weights_label=loaded.label, untrained=untrained,
+        return cls(loaded.model, encoder, weights_label=loaded.label, untrained=loaded.untrained,
                    classifier=loaded.classifier, **kwargs)
-        return pred
 
     def embed_vocabulary(self, vocabulary: Vocabulary | Sequence[str],
                          templates: Sequence[str] | None = None,
