@@ -156,6 +156,12 @@ def test_tracker_self_test_with_shuffled_queries(window):
                                                               ref["match_indices"]]
         assert any(p.tolist() != sorted(p.tolist()) for p in tracker.permutations)
         logits, obj = tracker.video_logits()
+        # the matching target is the reference's momentum memory (its outputs do not pin it)
+        emb = torch.cat([w.embds for w in aligned])
+        memory = emb[0]
+        for e in emb[1:]:
+            memory = 0.7 * e + 0.3 * memory
+        assert _max_diff(tracker.memory, memory) < 1e-6
     assert _max_diff(logits, ref["pred_logits"]) < 1e-6
     assert _max_diff(obj, ref["pred_obj_logits"]) < 1e-6
     assert _max_diff(torch.cat([w.logits for w in aligned]).transpose(0, 1),

@@ -81,6 +81,10 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         x, size = self.prepare(rgb)
         return FrameWindow.from_output(self.forward(x, self.encode_clip(rgb))), size
 
+    def run_clip(self, rgb):  # type: ignore[override]
+        """Not for image models: their outputs are per frame (see :meth:`run_window`)."""
+        raise TypeError("an image model has no clip-level output: use run_window")
+
     @torch.inference_mode()
     def predict(self, source: Iterable[Any], *, num_frames: int | None = None,
                 on_clip: Callable[[ClipProgress], None] | None = None,
