@@ -12,7 +12,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_FILE = "progress.json"
@@ -55,24 +55,45 @@ class MetricsWriter:
         self._file.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+def parse_metrics(lines: Iterable[str], source: str = METRICS_FILE) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of `metrics.jsonl` lines, and a warning per line that is not a JSON object
+    with a numeric "iteration" (every record the writer logs has one).
+
+    Warnings name the line ("<source> line 3: not valid JSON (...)"): a line cut mid-write by a
+    crash costs one point, not the run. Blank lines are skipped silently.
+    """
+    records: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            warnings.append(f"{source} line {i}: not valid JSON ({getattr(e, 'msg', e)}); skipped")
+            continue
+        it = rec.get("iteration") if isinstance(rec, dict) else None
+        if isinstance(it, bool) or not isinstance(it, (int, float)):  # every record has one
+            warnings.append(f"{source} line {i}: no numeric 'iteration'; skipped")
+            continue
+        records.append(rec)
+    return records, warnings
+
+
+def read_metrics(run_dir: str | Path, warnings: list[str] | None = None) -> list[dict[str, Any]]:
     """Every record of `RUN_DIR/metrics.jsonl`, in order ([] if there is none yet).
 
-    A partially written last line (the run is writing it) is skipped.
+    Lines that do not parse (a partially written last line: the run is writing it) are skipped;
+    their warnings are appended to ``warnings`` when given.
     """
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    records, warns = parse_metrics(path.read_text(encoding="utf-8", errors="replace").splitlines(),
+                                   f"{Path(run_dir).name}/{METRICS_FILE}")
+    if warnings is not None:
+        warnings.extend(warns)
+    return records
 
 
 def write_progress(run_dir: str | Path, progress: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from training.metrics import parse_metrics, read_metrics
+
 # Summary keys of ovformer/ytvis/evaluate.py METRICS files, in display order.
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 SPLIT_KEYS = ("AP_base", "AP_novel")
@@ -164,26 +166,23 @@ def _number(v: Any) -> float | None:
 
 
 def parse_metrics_lines(lines: list[str], source: str = "metrics.jsonl") -> tuple[list[dict], list[dict], list[str]]:
-    """Split metrics.jsonl lines into training rows and eval rows.
+    """Split metrics.jsonl lines into training rows and eval rows (numeric fields only).
 
-    A line with an "eval" dict is an evaluation point; any other line with an "iteration" is a
-    training point whose numeric fields are kept. Bad lines (not JSON, no iteration) are skipped
-    with a warning naming the line number, so a crash mid-write costs one point, not the run.
+    The lines are read by `training.metrics.parse_metrics` (the one metrics.jsonl reader; bad
+    lines become warnings naming the line). A record with an "eval" dict is an evaluation point;
+    any other record with an "iteration" is a training point.
     """
+    records, warnings = parse_metrics(lines, source)
+    return (*split_metrics(records, source), warnings)
+
+
+def split_metrics(records: list[dict[str, Any]], source: str = "metrics.jsonl") -> tuple[list[dict], list[dict]]:
+    """(training rows, eval rows) of metrics.jsonl records, keeping numeric values only."""
     train: list[dict] = []
     evals: list[dict] = []
-    warnings: list[str] = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as e:
-            warnings.append(f"{source} line {i}: not valid JSON ({e.msg}); skipped")
-            continue
-        it = _number(rec.get("iteration")) if isinstance(rec, dict) else None
+    for rec in records:
+        it = _number(rec.get("iteration"))
         if it is None:
-            warnings.append(f"{source} line {i}: no numeric 'iteration'; skipped")
             continue
         if isinstance(rec.get("eval"), dict):
             row = {k: _number(v) for k, v in rec["eval"].items()}
@@ -191,7 +190,7 @@ def parse_metrics_lines(lines: list[str], source: str = "metrics.jsonl") -> tupl
             continue
         row = {k: _number(v) for k, v in rec.items()}
         train.append({k: v for k, v in row.items() if v is not None})
-    return train, evals, warnings
+    return train, evals
 
 
 def load_run(run_dir: str) -> RunData:
@@ -205,15 +204,12 @@ def load_run(run_dir: str) -> RunData:
             run.config = cfg if isinstance(cfg, dict) else {"value": cfg}
         except (OSError, ValueError) as e:
             run.warnings.append(f"{d.name}/config.json could not be read: {e}")
-    metrics = d / "metrics.jsonl"
-    if metrics.exists():
-        try:
-            lines = metrics.read_text(errors="replace").splitlines()
-        except OSError as e:
-            lines = []
-            run.warnings.append(f"{d.name}/metrics.jsonl could not be read: {e}")
-        run.train, run.evals, warns = parse_metrics_lines(lines, f"{d.name}/metrics.jsonl")
-        run.warnings += warns
+    try:
+        records = read_metrics(d, run.warnings)
+    except OSError as e:
+        records = []
+        run.warnings.append(f"{d.name}/metrics.jsonl could not be read: {e}")
+    run.train, run.evals = split_metrics(records)
     if (d / "eval").is_dir():
         run.reports = [str(p) for p in sorted((d / "eval").glob("*.json")) if peek_kind(p) == "metrics"]
     return run

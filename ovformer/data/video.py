@@ -72,6 +72,9 @@ class VideoInfo:
         fps: source frame rate (average rate for VFR; nominal rate for folders).
         rotation: clockwise degrees (0/90/180/270) the stored frames were turned to make
             them upright, the convention of the legacy `rotate` tag and ffmpeg's autorotate.
+        duration_s: length of the source in seconds (container metadata; frame count over
+            the nominal rate for folders), None when the container does not say. Callers
+            that limit what they accept (the app's upload limit) check it before decoding.
     """
 
     path: Path
@@ -80,6 +83,7 @@ class VideoInfo:
     num_frames: int
     fps: float
     rotation: int = 0
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,14 +215,17 @@ def open_video(
         h, w = (first.width, first.height) if rot90 % 2 else (first.height, first.width)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         src_fps = float(rate) if rate else 0.0
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
         n_src = stream.frames
-        if n_src <= 0 and src_fps > 0:  # webm/mkv often carry no count: estimate from duration
-            if stream.duration is not None and stream.time_base is not None:
-                n_src = round(float(stream.duration * stream.time_base) * src_fps)
-            elif container.duration is not None:
-                n_src = round(container.duration / av.time_base * src_fps)
+        if n_src <= 0 and src_fps > 0 and duration is not None:  # webm/mkv often carry no count
+            n_src = round(duration * src_fps)
     n = _expected_count(n_src, src_fps, target, max_frames)
-    info = VideoInfo(path=path, width=w, height=h, num_frames=n, fps=src_fps, rotation=(rot90 * -90) % 360)
+    info = VideoInfo(path=path, width=w, height=h, num_frames=n, fps=src_fps,
+                     rotation=(rot90 * -90) % 360, duration_s=duration)
     return VideoSource(info, fps=target, max_frames=max_frames, rot90=rot90)
 
 
@@ -354,5 +361,6 @@ def _open_folder(
         raise VideoDecodeError(folder, "the folder has no JPEG/PNG frames, zero frames")
     h, w = _load_image(files[0]).shape[:2]
     n = _expected_count(len(files), folder_fps, target, max_frames)
-    info = VideoInfo(path=folder, width=w, height=h, num_frames=n, fps=float(folder_fps), rotation=0)
+    info = VideoInfo(path=folder, width=w, height=h, num_frames=n, fps=float(folder_fps), rotation=0,
+                     duration_s=len(files) / folder_fps)
     return VideoSource(info, fps=target, max_frames=max_frames, frame_files=files)

@@ -28,7 +28,7 @@ from .rle import encode_masks, rle_area, rle_bbox, to_compressed
 
 __all__ = [
     "YTVISFormatError", "Video", "Category", "Annotation", "GroundTruth",
-    "read_gt", "write_gt", "parse_gt", "annotation_from_masks",
+    "read_gt", "write_gt", "parse_gt", "annotation_from_masks", "annotation_from_rles",
     "is_base_partition", "GT_FILE_NAMES",
 ]
 
@@ -291,13 +291,21 @@ def annotation_from_masks(ann_id: int, video_id: int, category_id: int,
     """
     frames = list(masks)
     present = [i for i, m in enumerate(frames) if m is not None and np.any(m)]
-    segs: list[Any] = [None] * len(frames)
-    areas: list[float | None] = [None] * len(frames)
-    bboxes: list[list[float] | None] = [None] * len(frames)
+    rles: list[Any] = [None] * len(frames)
     if present:
-        rles = encode_masks(np.stack([np.asarray(frames[i]) for i in present]))
-        for i, r in zip(present, rles):
-            segs[i], areas[i], bboxes[i] = r, rle_area(r), rle_bbox(r)
+        for i, r in zip(present, encode_masks(np.stack([np.asarray(frames[i]) for i in present]))):
+            rles[i] = r
+    return annotation_from_rles(ann_id, video_id, category_id, rles, iscrowd)
+
+
+def annotation_from_rles(ann_id: int, video_id: int, category_id: int,
+                         rles: Sequence[Mapping[str, Any] | None], iscrowd: int = 0) -> Annotation:
+    """Build a GT track from per-frame compressed RLEs (``None`` where the object is absent),
+    for masks that are stored encoded already (the app's project store): areas and bboxes are
+    computed from the RLEs, nothing is decoded."""
+    segs: list[Any] = [None if r is None else dict(r) for r in rles]
+    areas: list[float | None] = [None if r is None else rle_area(r) for r in segs]
+    bboxes: list[list[float] | None] = [None if r is None else rle_bbox(r) for r in segs]
     return Annotation(ann_id, video_id, category_id, segs, areas, bboxes, iscrowd)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "encode_masks",
     "decode_rle",
     "to_compressed",
+    "to_json_rle",
     "rle_area",
     "rle_bbox",
 ]
@@ -107,6 +108,16 @@ def to_compressed(
             raise ValueError("empty polygon list")
         return mask_utils.merge(mask_utils.frPyObjects(polys, int(height), int(width)))
     raise ValueError(f"not a segmentation (RLE dict or polygon list): {type(segmentation).__name__}")
+
+
+def to_json_rle(
+    segmentation: Mapping[str, Any] | Sequence[Sequence[float]],
+    height: int | None = None,
+    width: int | None = None,
+) -> RLE:
+    """Any frame segmentation as a compressed RLE with ``str`` counts, ready for ``json.dump``
+    (:func:`to_compressed`, whose pycocotools conversions give ``bytes`` counts)."""
+    return _str_counts(to_compressed(segmentation, height, width))
 
 
 def decode_rle(
