@@ -4,8 +4,8 @@ Example:
     >>> from ovformer import OVFormerVideoPredictor
     >>> from ovformer.data.video import open_video
     >>> predictor = OVFormerVideoPredictor.from_pretrained("r50-lvvis", clip="openai")
-    >>> predictor.set_vocabulary(["person", "bicycle"])
-    >>> pred = predictor.predict(open_video("bikes.mp4"))
+    >>> text = predictor.embed_vocabulary(["person", "bicycle"])
+    >>> pred = predictor.predict(open_video("bikes.mp4"), text)
     >>> pred.tracks[0].label, pred.tracks[0].alternatives
 """
 from __future__ import annotations
@@ -19,7 +19,10 @@ _EXPORTS = {
     "ModelConfig": "ovformer.config", "get_preset": "ovformer.config",
     "list_presets": "ovformer.config", "create_model": "ovformer.factory",
     "OVFormerVideoPredictor": "ovformer.inference.predictor",
-    "Track": "ovformer.inference.predictor", "VideoPrediction": "ovformer.inference.predictor",
+    "OVFormerFramePredictor": "ovformer.inference.frame_predictor",
+    "PredictOptions": "ovformer.inference.types", "VideoPredictor": "ovformer.inference.types",
+    "Track": "ovformer.inference.types", "VideoPrediction": "ovformer.inference.types",
+    "Vocabulary": "ovformer.vocab", "TextEmbeddings": "ovformer.text_embeddings",
 }
 __all__ = list(_EXPORTS)
 

@@ -34,8 +34,10 @@ def test_project_checkpoint_restores_config_vocabulary_and_weights(tmp_path, tin
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same CLIP: no warning
         pred = OVFormerVideoPredictor.from_pretrained(path, clip=tiny_clip)
-    assert pred.vocabulary == ["cat", "dog"] and pred.category_ids == [1, 2]
-    assert torch.allclose(pred.text_embeds, text, atol=1e-6)
+    default = pred.default_text
+    assert default.vocabulary.names == ["cat", "dog"] and default.vocabulary.ids == [1, 2]
+    assert torch.allclose(default.embeds, text, atol=1e-6)
+    assert default.sources == ("classifier", "classifier")
     assert "iteration 7" in pred.weights_label and not pred.untrained
     for k, v in model.state_dict().items():
         assert torch.equal(v, pred.model.state_dict()[k]), k

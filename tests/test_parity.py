@@ -132,14 +132,14 @@ def test_known_classes_reproduce_the_official_logits(vocab_predictor, fixture, m
     _forbid_text_encoding(pred.clip, monkeypatch)
     k = len(training)
     cols = torch.randperm(k, generator=torch.Generator().manual_seed(0))[: max(2, k // 2)].tolist()
-    text = pred.set_vocabulary([training[c].prompt_name.upper() for c in cols])
+    text = pred.embed_vocabulary([training[c].prompt_name.upper() for c in cols])
     assert text.sources == ("classifier",) * len(cols)
     assert torch.equal(text.embeds, conv.text_embeds[cols].float())
     assert text.summary() == f"{len(cols)} from the model's classifier"
     frames, feats = exp["frames_chw_rgb_0_255"], exp["clip_image_features"]
     c = int(exp["clip_length"])
     for i, s in enumerate(range(0, frames.shape[0], c)):
-        out = pred.forward(frames[s:s + c].float(), feats[s:s + c])
+        out = pred.forward(frames[s:s + c].float(), feats[s:s + c], text.embeds)
         ref = exp["per_clip"][i]["pred_logits"][..., cols]
         assert (out.pred_logits[..., :-1] - ref).abs().max().item() < 1e-5
 

@@ -27,6 +27,9 @@ from ovformer.factory import create_model
 from ovformer.inference.frame_predictor import FrameVideoPrediction, OVFormerFramePredictor
 from ovformer.inference.frame_tracker import FrameSelection, FrameTracker, FrameWindow
 from ovformer.inference.postprocess import resize_mask_logits, video_scores
+from ovformer.inference.types import PredictOptions
+from ovformer.text_embeddings import TextEmbeddings
+from ovformer.vocab import Category, Vocabulary
 from ovformer.modeling import OVFormerImage
 
 _HERE = Path(__file__).resolve().parent
@@ -264,12 +267,13 @@ def test_predictor_end_to_end(loaded, tmp_path):
     pred = OVFormerFramePredictor(model, _FixtureClip(exp["clip_image_features"]),
                                   min_size=min(h, w), max_size=max(h, w), top_k=k)
     assert pred.window_size == int(exp["window_size"]) and pred.dtype == "fp32"
-    pred.text_embeds = conv.text_embeds
-    pred.vocabulary = [f"class {i}" for i in range(len(conv.text_embeds))]
-    pred.category_ids = [100 + i for i in range(len(conv.text_embeds))]
+    k_cls = len(conv.text_embeds)
+    vocab = Vocabulary(tuple(Category(100 + i, f"class {i}") for i in range(k_cls)))
+    text = TextEmbeddings(vocab, conv.text_embeds, ("file",) * k_cls)
     progress = []
     rgb = [f.permute(1, 2, 0).numpy() for f in frames]
-    out = pred.predict(rgb, on_clip=progress.append, spill_dir=tmp_path / "spill")
+    out = pred.predict(rgb, text, PredictOptions(spill_dir=tmp_path / "spill"),
+                       on_clip=progress.append)
     assert isinstance(out, FrameVideoPrediction)
     assert [list(range(p.frame_start, p.frames_done)) for p in progress] == \
         [list(x) for x in exp["window_frames"]]

@@ -168,16 +168,17 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
 
 def test_progress_without_preview_skips_the_masks():
     from ovformer import OVFormerVideoPredictor
+    from ovformer.inference.types import PredictOptions
 
     pred = OVFormerVideoPredictor.from_pretrained(None, preset="tiny", untrained=True,
                                                   clip="tiny-random")
-    pred.set_vocabulary(["a", "b"])
+    text = pred.embed_vocabulary(["a", "b"])
     frames = [np.full((40, 60, 3), 100, np.uint8)] * 7
     seen = []
-    out = pred.predict(frames, on_clip=seen.append, preview_k=0)
+    out = pred.predict(frames, text, PredictOptions(preview_k=0), on_clip=seen.append)
     assert [c.frames_done for c in seen] == [5, 7] and all(c.preview == [] for c in seen)
     assert out.num_frames == 7
     shown = []
-    pred.predict(frames, on_clip=shown.append, preview_k=3)
+    pred.predict(frames, text, PredictOptions(preview_k=3), on_clip=shown.append)
     assert [len(c.preview) for c in shown] == [3, 3]
     assert shown[0].preview[0][3].shape == (5, 40, 60) and shown[1].preview[0][3].shape == (2, 40, 60)

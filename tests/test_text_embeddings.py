@@ -101,8 +101,8 @@ def test_every_path_gives_the_same_bytes(tmp_path, monkeypatch):
     add_vocab_args(p)
     args = p.parse_args(["--vocab-file", str(ann)])
     cli_text = text_from_args(args, pred, vocab_from_args(args))                 # ovformer predict
-    app_text = pred.set_vocabulary(["aerosol_can", "bat_(animal)", "Giant Panda"])  # app pre-label
-    loop_text = pred.set_vocabulary(Vocabulary.from_categories(categories))       # closed loop, eval
+    app_text = pred.embed_vocabulary(["aerosol_can", "bat_(animal)", "Giant Panda"])  # app pre-label
+    loop_text = pred.embed_vocabulary(Vocabulary.from_categories(categories))       # closed loop, eval
     from training.loop import training_text_embeddings
     train_text = training_text_embeddings(Vocabulary.from_categories(categories), clip,
                                           classifier=None, templates=None)

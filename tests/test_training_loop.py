@@ -106,7 +106,8 @@ def test_cli_and_final_checkpoint_loads_in_the_predictor(micro, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. a CLIP mismatch warning would fail the test
         pred = OVFormerVideoPredictor.from_pretrained(str(out / "model_final.pth"), clip="tiny-random")
-    assert pred.vocabulary == ["red square", "green circle", "blue triangle", "yellow diamond"]
+    assert pred.default_text.vocabulary.names == ["red square", "green circle", "blue triangle",
+                                                  "yellow diamond"]
     assert pred.model.decoder.num_queries == 4 if hasattr(pred.model.decoder, "num_queries") else True
 
 

@@ -19,7 +19,9 @@ from ..modeling import ClipOutput, OVFormerImage
 from ..ytvis.rle import encode_mask
 from .frame_tracker import FrameTracker, FrameWindow
 from .postprocess import video_scores
-from .predictor import ClipProgress, OVFormerVideoPredictor, Track, VideoPrediction, _chunks
+from ..text_embeddings import TextEmbeddings
+from .predictor import OVFormerVideoPredictor, _chunks
+from .types import ClipProgress, PredictOptions, Track, VideoPrediction
 
 
 @dataclass
@@ -51,7 +53,7 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         clip: the CLIP encoder.
         window_size: frames per model call (default: the model config's, 10).
         clip_length: accepted for the base class's signature and ignored (``window_size`` is what
-            groups frames here); ``self.clip_length`` reports the window size.
+            groups frames here); ``defaults.clip_length`` reports the window size.
         **kwargs: as :class:`OVFormerVideoPredictor` (``dtype`` defaults to "fp32", as the
             reference runs, with no autocast).
     """
@@ -69,61 +71,64 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         self.window_size = window_size
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor, clip_embeds: torch.Tensor) -> ClipOutput:
-        """The model on a window: (N, 3, h, w) frames and (N, D) CLIP embeddings -> per-frame
-        outputs (see :meth:`OVFormerImage.forward`), in ``self.dtype``."""
+    def forward(self, x: torch.Tensor, clip_embeds: torch.Tensor,
+                text_embeds: torch.Tensor) -> ClipOutput:
+        """The model on a window: (N, 3, h, w) frames, (N, D) CLIP embeddings and (K, D) class
+        embeddings -> per-frame outputs (see :meth:`OVFormerImage.forward`), in ``self.dtype``."""
         with self._autocast():
-            return self.model(x, clip_embeds, self.text_embeds)
+            return self.model(x, clip_embeds, text_embeds.to(self.device))
 
     @torch.inference_mode()
-    def run_window(self, rgb: list[np.ndarray]) -> tuple[FrameWindow, tuple[int, int]]:
+    def run_window(self, rgb: list[np.ndarray], text_embeds: torch.Tensor,
+                   options: PredictOptions | None = None) -> tuple[FrameWindow, tuple[int, int]]:
         """Per-frame outputs of consecutive frames ((H, W, 3) uint8) and the model input size."""
-        x, size = self.prepare(rgb)
-        return FrameWindow.from_output(self.forward(x, self.encode_clip(rgb))), size
+        x, size = self.prepare(rgb, options)
+        return FrameWindow.from_output(self.forward(x, self.encode_clip(rgb), text_embeds)), size
 
-    def run_clip(self, rgb):  # type: ignore[override]
+    def run_clip(self, *args, **kwargs):  # type: ignore[override]
         """Not for image models: their outputs are per frame (see :meth:`run_window`)."""
         raise TypeError("an image model has no clip-level output: use run_window")
 
     @torch.inference_mode()
-    def predict(self, source: Iterable[Any], *, num_frames: int | None = None,
-                on_clip: Callable[[ClipProgress], None] | None = None,
-                spill_dir: str | Path | None = None, preview_k: int = 10) -> VideoPrediction:
+    def predict(self, source: Iterable[Any], text: TextEmbeddings | None = None,
+                options: PredictOptions | None = None, *, num_frames: int | None = None,
+                on_clip: Callable[[ClipProgress], None] | None = None) -> VideoPrediction:
         """Predict one video (arguments as :meth:`OVFormerVideoPredictor.predict`; ``on_clip``
         is called after every window).
 
         Returns a :class:`FrameVideoPrediction`: pairs best final score first, one track each.
         """
-        if self.text_embeds is None:
-            raise ValueError("no vocabulary: call set_vocabulary(names) first")
+        text, embeds, opts = self._call(text, options)
         total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
         start = time.monotonic()
         size = out_size = None
-        with FrameTracker(spill_dir) as tracker:
+        with FrameTracker(opts.spill_dir) as tracker:
             for index, frames in enumerate(_chunks(source, self.window_size)):
                 rgb = [getattr(f, "rgb", f) for f in frames]
                 if out_size is None:
                     out_size = rgb[0].shape[:2]
                 if any(r.shape[:2] != out_size for r in rgb):
                     raise ValueError(f"frame size changed within the video (expected {out_size})")
-                window, size = self.run_window(rgb)
+                window, size = self.run_window(rgb, embeds, opts)
                 aligned = tracker.add(window)
                 if on_clip is not None:
                     done = tracker.num_frames
                     elapsed = time.monotonic() - start
                     eta = elapsed / done * (total - done) if total and total >= done else None
-                    preview = self._preview(aligned.as_clip(), size, out_size, preview_k)
+                    preview = self._preview(aligned.as_clip(), size, out_size, opts.preview_k)
                     on_clip(ClipProgress(done, total, elapsed, eta, index, done - len(rgb),
                                          preview))
             if out_size is None:
                 raise ValueError("the video has no frames")
-            return self._finish_frames(tracker, size, out_size)
+            return self._finish_frames(tracker, size, out_size, text, opts.top_k)
 
     def _finish_frames(self, tracker: FrameTracker, size: tuple[int, int],
-                       out_size: tuple[int, int]) -> FrameVideoPrediction:
-        sel = tracker.select(self.top_k)
+                       out_size: tuple[int, int], text: TextEmbeddings,
+                       top_k: int) -> FrameVideoPrediction:
+        sel = tracker.select(top_k)
+        ids = text.vocabulary.ids
         pairs = [{"query": int(q), "label": int(lab), "score": float(s),
-                  "category_id": self.category_ids[int(lab)]}
+                  "category_id": ids[int(lab)]}
                  for s, q, lab in zip(sel.scores.tolist(), sel.queries.tolist(),
                                       sel.labels.tolist())]
         segs: list[list[dict | None]] = [[] for _ in pairs]
@@ -138,6 +143,6 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
                         [(int(lab), float(s)) for s, lab in zip(alt_s[j].tolist(),
                                                                 alt_l[j].tolist())], segs[j])
                   for j, p in enumerate(pairs)]
-        return FrameVideoPrediction(list(self.vocabulary), list(self.category_ids), out_size[0],
-                                    out_size[1], tracker.num_frames, self.weights_label,
-                                    self.untrained, pairs, tracks)
+        return FrameVideoPrediction(text.vocabulary.names, ids, out_size[0], out_size[1],
+                                    tracker.num_frames, self.weights_label, self.untrained,
+                                    pairs, tracks, text.summary())

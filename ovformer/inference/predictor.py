@@ -4,72 +4,27 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..clip import ClipEncoder
+from ..data.resize import frames_to_tensor, resize_frames, resized_shape
 from ..text_embeddings import StoredClassifier, TextEmbeddings, embed_vocabulary
 from ..vocab import Vocabulary
-from ..data.resize import frames_to_tensor, resize_frames, resized_shape
 from ..modeling import ClipOutput, OVFormer
 from ..ytvis.rle import encode_mask
 from .postprocess import resize_mask_logits, select_topk, video_scores
 from .runtime import keep_freed_memory
 from .tracker import ClipResult, VideoState
+from .types import ClipProgress, PredictOptions, Track, VideoPrediction, VideoPredictor
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-
-@dataclass
-class Track:
-    """One query of the video: its best class, alternatives and masks.
-
-    alternatives: top (label, score) pairs over the whole vocabulary, best first.
-    segmentations: compressed RLE (str counts) per frame at the original size, None where empty.
-    """
-    query: int
-    label: int
-    score: float
-    alternatives: list[tuple[int, float]]
-    segmentations: list[dict | None]
-
-
-@dataclass
-class ClipProgress:
-    """Reported after every clip. ``preview`` holds (query, label, score, masks (t, H, W) bool)
-    of the clip's best queries, scored on that clip alone (provisional)."""
-    frames_done: int
-    total_frames: int | None
-    elapsed_s: float
-    eta_s: float | None
-    clip_index: int
-    frame_start: int
-    preview: list[tuple[int, int, float, np.ndarray]] = field(default_factory=list)
-
-
-@dataclass
-class VideoPrediction:
-    """Everything predicted for one video. ``results`` are (query, class) pairs, best first, as
-    dicts ``{query, label, category_id, score}``; their masks are the query's track masks."""
-    vocabulary: list[str]
-    category_ids: list[int]
-    height: int
-    width: int
-    num_frames: int
-    weights_label: str
-    untrained: bool
-    pairs: list[dict[str, Any]]
-    tracks: list[Track]
-
-    def results(self, video_id: int) -> list[dict[str, Any]]:
-        """YouTube-VIS results-layout entries for this video."""
-        segs = {t.query: t.segmentations for t in self.tracks}
-        return [{"video_id": video_id, "category_id": p["category_id"], "score": p["score"],
-                 "segmentations": segs[p["query"]]} for p in self.pairs]
+__all__ = ["DTYPES", "ClipProgress", "OVFormerVideoPredictor", "PredictOptions", "Track",
+           "VideoPrediction", "VideoPredictor"]
 
 
 def _chunks(frames: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -87,12 +42,14 @@ def _chunks(frames: Iterable[Any], size: int) -> Iterator[list[Any]]:
 class OVFormerVideoPredictor:
     """Runs OVFormer on videos clip by clip and returns tracks with RLE masks.
 
+    The object holds what is fixed for its life; every :meth:`predict` call gets its vocabulary
+    (:class:`~ovformer.text_embeddings.TextEmbeddings`) and :class:`PredictOptions` as arguments
+    and keeps its per-video state to itself, so one predictor serves many callers.
+
     Args:
         model: an :class:`OVFormer` (eval mode is set here).
         clip: the CLIP encoder the model was trained with.
-        min_size, max_size: shorter-side resize for the model (360 R50, 480 Swin-B; max 1333).
-        clip_length: frames per clip: 5 semi-online (released), 1 online, 0 offline (whole video).
-        top_k: (query, class) pairs kept per video (50 released).
+        min_size, max_size, clip_length, top_k: the default :class:`PredictOptions`.
         device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16"). CLIP
             always runs in float32 (it is ~3% of the work, and its embeddings set the scores).
             On CPU, glibc is told to keep freed memory (see :mod:`.runtime`).
@@ -118,20 +75,25 @@ class OVFormerVideoPredictor:
             keep_freed_memory()
         self.model = model.eval().to(self.device)
         self.clip = clip
-        self.min_size, self.max_size = min_size, max_size
-        self.clip_length, self.top_k = clip_length, top_k
+        self._defaults = PredictOptions(min_size, max_size, clip_length, top_k, 10, None)
         self.dtype = dtype
         self.weights_label = weights_label or ("UNTRAINED (random weights)" if untrained else "")
         self.untrained = untrained
         self.num_alternatives = num_alternatives
         self.classifier, self.detpro_context, self.text_note = classifier, detpro_context, text_note
-        self.text: TextEmbeddings | None = None
-        self.vocabulary: list[str] = []
-        self.category_ids: list[int] = []
-        self.text_embeds: torch.Tensor | None = None
-        if classifier is not None:  # the training vocabulary is the default one
-            self.use_text_embeddings(TextEmbeddings(classifier.vocabulary, classifier.weight.float(),
-                                                    ("classifier",) * len(classifier.vocabulary)))
+        self._default_text = None if classifier is None else TextEmbeddings(
+            classifier.vocabulary, classifier.weight.float(),
+            ("classifier",) * len(classifier.vocabulary))
+
+    @property
+    def defaults(self) -> PredictOptions:
+        """The options a call gets where it passes None (the preset's test settings)."""
+        return self._defaults
+
+    @property
+    def default_text(self) -> TextEmbeddings | None:
+        """The checkpoint's training vocabulary with its stored classifier, when known."""
+        return self._default_text
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = "r50-lvvis", *, preset: str | None = None,
@@ -179,7 +141,8 @@ class OVFormerVideoPredictor:
                          category_ids: Sequence[int] | None = None) -> TextEmbeddings:
         """Text embeddings of a vocabulary for this model, each class from its best source:
         the checkpoint's own classifier, DetPro prompts, a prompt ensemble (or ``templates``).
-        Changes nothing on the predictor; see :func:`ovformer.text_embeddings.embed_vocabulary`.
+        Changes nothing on the predictor; pass the result to :meth:`predict`. See
+        :func:`ovformer.text_embeddings.embed_vocabulary`.
 
         Args:
             vocabulary: a :class:`Vocabulary`, or names (``category_ids`` default 1..K).
@@ -193,33 +156,17 @@ class OVFormerVideoPredictor:
                                 detpro_context=self.detpro_context, templates=templates,
                                 note=self.text_note)
 
-    def set_vocabulary(self, vocabulary: Vocabulary | Sequence[str],
-                       templates: Sequence[str] | None = None,
-                       category_ids: Sequence[int] | None = None) -> TextEmbeddings:
-        """Use this vocabulary from now on (:meth:`embed_vocabulary` + :meth:`use_text_embeddings`).
-
-        ``category_ids`` are written into results (default: 1..K in order). Returns the
-        embeddings, whose :meth:`~TextEmbeddings.summary` says where each class's came from."""
-        text = self.embed_vocabulary(vocabulary, templates, category_ids)
-        self.use_text_embeddings(text)
-        return text
-
-    def use_text_embeddings(self, text: TextEmbeddings) -> None:
-        """Use already computed embeddings (e.g. from ``--text-embeds FILE``)."""
-        self.text = text
-        self.vocabulary = text.vocabulary.names
-        self.category_ids = text.vocabulary.ids
-        self.text_embeds = text.embeds.to(self.device)
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
 
-    def prepare(self, rgb: Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
+    def prepare(self, rgb: Sequence[np.ndarray], options: PredictOptions | None = None
+                ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Frames ((H, W, 3) uint8) resized for the model: (T, 3, h, w) float and (h, w)."""
+        opts = (options or self._defaults).over(self._defaults)
         h, w = rgb[0].shape[:2]
-        size = resized_shape(h, w, self.min_size, self.max_size)
+        size = resized_shape(h, w, opts.min_size, opts.max_size)
         return resize_frames(frames_to_tensor(rgb), size).to(self.device), size
 
     @torch.inference_mode()
@@ -228,57 +175,67 @@ class OVFormerVideoPredictor:
         return self.clip.encode_frames(np.stack(rgb)).float().to(self.device)
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor, clip_embeds: torch.Tensor) -> ClipOutput:
-        """The model on one clip ((T, 3, h, w) frames, (T, D) embeddings) in ``self.dtype``;
-        batch size 1."""
+    def forward(self, x: torch.Tensor, clip_embeds: torch.Tensor,
+                text_embeds: torch.Tensor) -> ClipOutput:
+        """The model on one clip ((T, 3, h, w) frames, (T, D) CLIP embeddings, (K, D) class
+        embeddings) in ``self.dtype``; batch size 1."""
         with self._autocast():
-            return self.model(x[None], clip_embeds[None], self.text_embeds)
+            return self.model(x[None], clip_embeds[None], text_embeds.to(self.device))
 
     @torch.inference_mode()
-    def run_clip(self, rgb: Sequence[np.ndarray]) -> tuple[ClipResult, tuple[int, int]]:
+    def run_clip(self, rgb: Sequence[np.ndarray], text_embeds: torch.Tensor,
+                 options: PredictOptions | None = None) -> tuple[ClipResult, tuple[int, int]]:
         """Model outputs for consecutive frames ((H, W, 3) uint8) and the model input size."""
-        x, size = self.prepare(rgb)
-        out = self.forward(x, self.encode_clip(rgb))
+        x, size = self.prepare(rgb, options)
+        out = self.forward(x, self.encode_clip(rgb), text_embeds)
         return ClipResult.from_output(out), size
 
+    def _call(self, text: TextEmbeddings | None, options: PredictOptions | None
+              ) -> tuple[TextEmbeddings, torch.Tensor, PredictOptions]:
+        """A call's vocabulary (the default one if None), its embeddings on the device and its
+        options with the defaults filled in."""
+        text = text if text is not None else self._default_text
+        if text is None:
+            raise ValueError("no vocabulary: pass text=predictor.embed_vocabulary(names)")
+        return text, text.embeds.to(self.device), (options or self._defaults).over(self._defaults)
+
     @torch.inference_mode()
-    def predict(self, source: Iterable[Any], *, num_frames: int | None = None,
-                on_clip: Callable[[ClipProgress], None] | None = None,
-                spill_dir: str | Path | None = None, preview_k: int = 10) -> VideoPrediction:
+    def predict(self, source: Iterable[Any], text: TextEmbeddings | None = None,
+                options: PredictOptions | None = None, *, num_frames: int | None = None,
+                on_clip: Callable[[ClipProgress], None] | None = None) -> VideoPrediction:
         """Predict one video.
 
         Args:
             source: a :class:`~ovformer.data.video.VideoSource` or any iterable of (H, W, 3)
                 uint8 frames (or objects with an ``rgb`` attribute).
+            text: the vocabulary (:meth:`embed_vocabulary`); default: :attr:`default_text`.
+            options: this call's settings; None fields take :attr:`defaults`.
             num_frames: expected frame count, for progress; read from ``source.info`` if there.
             on_clip: called after each clip with a :class:`ClipProgress`.
-            spill_dir: where per-clip mask logits go (a temporary folder by default).
-            preview_k: queries shown in each clip's provisional preview (0: none, progress only).
         """
-        if self.text_embeds is None:
-            raise ValueError("no vocabulary: call set_vocabulary(names) first")
+        text, embeds, opts = self._call(text, options)
         total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
         start = time.monotonic()
         size = out_size = None
-        with VideoState(spill_dir) as state:
-            for index, frames in enumerate(_chunks(source, self.clip_length)):
+        with VideoState(opts.spill_dir) as state:
+            for index, frames in enumerate(_chunks(source, opts.clip_length)):
                 rgb = [getattr(f, "rgb", f) for f in frames]
                 if out_size is None:
                     out_size = rgb[0].shape[:2]
                 if any(r.shape[:2] != out_size for r in rgb):
                     raise ValueError(f"frame size changed within the video (expected {out_size})")
-                result, size = self.run_clip(rgb)
+                result, size = self.run_clip(rgb, embeds, opts)
                 aligned = state.add(result)
                 if on_clip is not None:
                     done = state.num_frames
                     elapsed = time.monotonic() - start
                     eta = elapsed / done * (total - done) if total and total >= done else None
-                    preview = self._preview(aligned, size, out_size, preview_k)
+                    preview = self._preview(aligned, size, out_size, opts.preview_k)
                     on_clip(ClipProgress(done, total, elapsed, eta, index,
                                          done - len(rgb), preview))
             if out_size is None:
                 raise ValueError("the video has no frames")
-            return self._finish(state, size, out_size)
+            return self._finish(state, size, out_size, text, opts.top_k)
 
     def _padded(self, size: tuple[int, int]) -> tuple[int, int]:
         d = self.model.size_divisibility
@@ -294,12 +251,13 @@ class OVFormerVideoPredictor:
         return [(int(q), int(labels[q]), float(best[q]), masks[i].numpy())
                 for i, q in enumerate(order)]
 
-    def _finish(self, state: VideoState, size: tuple[int, int],
-                out_size: tuple[int, int]) -> VideoPrediction:
+    def _finish(self, state: VideoState, size: tuple[int, int], out_size: tuple[int, int],
+                text: TextEmbeddings, top_k: int) -> VideoPrediction:
         scores = video_scores(*state.video_logits())  # (Q, K)
-        top, queries, labels = select_topk(scores, self.top_k)
+        top, queries, labels = select_topk(scores, top_k)
+        ids = text.vocabulary.ids
         pairs = [{"query": int(q), "label": int(lab), "score": float(s),
-                  "category_id": self.category_ids[int(lab)]}
+                  "category_id": ids[int(lab)]}
                  for s, q, lab in zip(top.tolist(), queries.tolist(), labels.tolist())]
         unique = list(dict.fromkeys(p["query"] for p in pairs))  # best pair first
         segs: dict[int, list[dict | None]] = {q: [] for q in unique}
@@ -314,6 +272,6 @@ class OVFormerVideoPredictor:
             best = next(p for p in pairs if p["query"] == q)
             alts = [(int(lab), float(s)) for s, lab in zip(alt_s[i].tolist(), alt_l[i].tolist())]
             tracks.append(Track(q, best["label"], best["score"], alts, segs[q]))
-        return VideoPrediction(list(self.vocabulary), list(self.category_ids), out_size[0],
-                               out_size[1], state.num_frames, self.weights_label, self.untrained,
-                               pairs, tracks)
+        return VideoPrediction(text.vocabulary.names, ids, out_size[0], out_size[1],
+                               state.num_frames, self.weights_label, self.untrained, pairs, tracks,
+                               text.summary())

@@ -109,8 +109,8 @@ def synthetic_frames(n: int, h: int, w: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def build_predictor(preset: str, clip_spec: str, dtype: str, size: tuple[int, int]):
-    """An untrained predictor whose resize is the identity at ``size``, with a vocabulary of
-    the preset's size (random unit text embeddings: encoding 1196 names would dominate)."""
+    """An untrained predictor whose resize is the identity at ``size``, and (K, D) class
+    embeddings of the preset's size (random unit rows: encoding 1196 names would dominate)."""
     from ..clip import load_clip
     from ..inference.predictor import OVFormerVideoPredictor
     clip = load_clip(clip_spec)
@@ -121,13 +121,10 @@ def build_predictor(preset: str, clip_spec: str, dtype: str, size: tuple[int, in
     pred.model.requires_grad_(False)  # FlopCounterMode's module tracker needs this
     k = pred.model.config.num_classes
     g = torch.Generator().manual_seed(0)
-    pred.text_embeds = torch.nn.functional.normalize(torch.randn(k, clip.dim, generator=g), dim=-1)
-    pred.vocabulary = [f"class {i}" for i in range(k)]
-    pred.category_ids = list(range(1, k + 1))
-    return pred
+    return pred, torch.nn.functional.normalize(torch.randn(k, clip.dim, generator=g), dim=-1)
 
 
-def _one_pass(pred, clips: list[list[np.ndarray]], count: bool = False,
+def _one_pass(pred, text: torch.Tensor, clips: list[list[np.ndarray]], count: bool = False,
               keep: bool = False) -> dict[str, Any]:
     """Seconds of each step over all clips; with ``count``, FLOPs too (not timed); with
     ``keep``, the clips' outputs."""
@@ -148,13 +145,13 @@ def _one_pass(pred, clips: list[list[np.ndarray]], count: bool = False,
         t2 = time.perf_counter()
         if count:
             with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as fc:
-                out = pred.forward(x, emb)
+                out = pred.forward(x, emb, text)
             flops["model"] += fc.get_total_flops()
             by_module = fc.get_flop_counts()
             for p in PARTS:
                 flops[p] += sum(by_module.get(f"OVFormer.{p}", {}).values())
         else:
-            out = pred.forward(x, emb)
+            out = pred.forward(x, emb, text)
         result = ClipResult.from_output(out)  # the predictor's float32 copy, timed
         t3 = time.perf_counter()
         if keep:
@@ -165,7 +162,8 @@ def _one_pass(pred, clips: list[list[np.ndarray]], count: bool = False,
     return {"secs": secs, "flops": flops, "outputs": outputs}
 
 
-def mask_agreement(pred, clips: list[list[np.ndarray]], outputs: list) -> float:
+def mask_agreement(pred, text: torch.Tensor, clips: list[list[np.ndarray]],
+                   outputs: list) -> float:
     """Fraction of mask pixels (every query, every frame, at the input size) on which the
     predictor's dtype agrees with float32 (same input; CLIP is float32 in both)."""
     from ..inference.postprocess import resize_mask_logits
@@ -174,7 +172,7 @@ def mask_agreement(pred, clips: list[list[np.ndarray]], outputs: list) -> float:
     try:
         for rgb, low in zip(clips, outputs):
             x, size = pred.prepare(rgb)
-            ref = pred.forward(x, pred.encode_clip(rgb)).pred_masks[0].float()
+            ref = pred.forward(x, pred.encode_clip(rgb), text).pred_masks[0].float()
             padded = (ref.shape[-2] * 4, ref.shape[-1] * 4)  # masks are at stride 4
             a = resize_mask_logits(ref, padded, size, size)
             b = resize_mask_logits(low.masks, padded, size, size)
@@ -193,18 +191,18 @@ def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (36
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
     clip_spec = clip_spec or ("tiny-random" if preset == "tiny" else "random")
-    pred = build_predictor(preset, clip_spec, dtype, size)
-    length = pred.clip_length if pred.clip_length > 0 else frames
+    pred, text = build_predictor(preset, clip_spec, dtype, size)
+    length = pred.defaults.clip_length if pred.defaults.clip_length > 0 else frames
     video = synthetic_frames(frames, *size, seed=seed)
     clips = [video[i:i + length] for i in range(0, frames, length)]
-    first = _one_pass(pred, clips, count=True)  # also the warm-up
+    first = _one_pass(pred, text, clips, count=True)  # also the warm-up
     mm_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16 if dtype == "fp16" else \
         torch.float32
     rate, best, best_total = 0.0, None, math.inf
     _reset_peak_rss()
     for _ in range(max(1, repeats)):
         rate = max(rate, matmul_gflops(mm_dtype))
-        res = _one_pass(pred, clips, keep=dtype != "fp32")
+        res = _one_pass(pred, text, clips, keep=dtype != "fp32")
         total = sum(res["secs"].values())
         if total < best_total:
             best, best_total = res, total
@@ -227,7 +225,7 @@ def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (36
         "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
     if dtype != "fp32":
-        out["mask_agreement_vs_fp32"] = mask_agreement(pred, clips, best["outputs"])
+        out["mask_agreement_vs_fp32"] = mask_agreement(pred, text, clips, best["outputs"])
     return out
 
 

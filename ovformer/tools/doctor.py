@@ -135,7 +135,7 @@ def _text(rep: _Report, loaded, clip, limit: int) -> None:
 def _predict(rep: _Report, loaded, clip, video: Path | None, frames: int) -> None:
     from ..data.sample import ensure_sample
     from ..data.video import open_video
-    from ..inference.predictor import OVFormerVideoPredictor
+    from ..inference.predictor import OVFormerVideoPredictor, PredictOptions
     from ..weights import ovformer_home
     rep.section("prediction")
     if loaded is None or clip is None:
@@ -143,17 +143,16 @@ def _predict(rep: _Report, loaded, clip, video: Path | None, frames: int) -> Non
         return
     video = video or ensure_sample(ovformer_home())
     pred = OVFormerVideoPredictor.from_loaded(loaded, clip)
-    if pred.text is None:
-        pred.set_vocabulary(["person", "bicycle", "car"])
+    text = pred.default_text or pred.embed_vocabulary(["person", "bicycle", "car"])
     source = open_video(video, max_frames=frames)
     start = time.monotonic()
-    result = pred.predict(source, preview_k=0)
+    result = pred.predict(source, text, PredictOptions(preview_k=0))
     took = time.monotonic() - start
     rep.line(f"{video.name}: {result.num_frames} frames at {result.width}x{result.height} in "
              f"{took:.1f} s ({took / max(1, result.num_frames):.2f} s/frame, vocabulary: "
-             f"{pred.text.summary()})")
+             f"{result.text_summary})")
     for t in result.tracks[:3]:
-        rep.line(f"track {t.query}: {pred.vocabulary[t.label]} {t.score:.3f}")
+        rep.line(f"track {t.query}: {result.vocabulary[t.label]} {t.score:.3f}")
 
 
 def build_parser() -> argparse.ArgumentParser:

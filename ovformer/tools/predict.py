@@ -23,6 +23,8 @@ from ..render import render_overlay_video
 from ..ytvis.io import write_gt
 from ..ytvis.results import write_results
 from ..ytvis.rle import decode_rle, rle_area, rle_bbox
+from ..inference.types import PredictOptions, VideoPredictor
+from ..text_embeddings import TextEmbeddings
 from ..vocab import Vocabulary
 from .common import add_model_args, add_vocab_args, build_predictor, fail, text_from_args, vocab_from_args
 from .inputs import InputVideo, expand_inputs
@@ -60,7 +62,8 @@ def _settings_hash(args: argparse.Namespace, predictor, text) -> str:
     """Results are reused only for the same weights, settings and exact text embeddings."""
     s = json.dumps([predictor.weights_label, text.vocabulary.names, text.vocabulary.ids,
                     hashlib.sha256(text.embeds.numpy().tobytes()).hexdigest(), args.fps,
-                    args.max_frames, predictor.min_size, predictor.clip_length, predictor.top_k,
+                    args.max_frames, predictor.defaults.min_size, predictor.defaults.clip_length,
+                    predictor.defaults.top_k,
                     args.dtype, args.clip], default=str)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
@@ -113,8 +116,8 @@ def _render(item: InputVideo, pred, args: argparse.Namespace, multi: bool) -> Pa
     return render_overlay_video(source, items, out, fps)
 
 
-def predict_one(item: InputVideo, video_id: int, predictor, args, settings: str,
-                parts: Path) -> dict[str, Any]:
+def predict_one(item: InputVideo, video_id: int, predictor: VideoPredictor, text: TextEmbeddings,
+                args, settings: str, parts: Path) -> dict[str, Any]:
     """Predict one video and store its part file; returns the part."""
     source = item.open(args.fps, args.max_frames)
     frames_dir = None
@@ -123,9 +126,8 @@ def predict_one(item: InputVideo, video_id: int, predictor, args, settings: str,
     stream = _FrameWriter(source, frames_dir)
     total = source.info.num_frames or None
     with tqdm(total=total, desc=item.key[-30:], unit="frame", leave=False) as bar:
-        pred = predictor.predict(stream, num_frames=total,
-                                 on_clip=lambda c: bar.update(c.frames_done - bar.n),
-                                 preview_k=0)
+        pred = predictor.predict(stream, text, PredictOptions(preview_k=0), num_frames=total,
+                                 on_clip=lambda c: bar.update(c.frames_done - bar.n))
     part = {"key": item.key, "settings": settings, "video_id": video_id,
             "untrained": pred.untrained, "weights": pred.weights_label,
             "results": pred.results(video_id),
@@ -177,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
                 text = text_from_args(args, predictor, vocab)
             except (OSError, ValueError) as exc:
                 return fail(str(exc))
-            predictor.use_text_embeddings(text)
             print(f"vocabulary: {len(vocab)} classes, {text.summary()}", file=sys.stderr)
             vocab_key = vocab
         settings = _settings_hash(args, predictor, text)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 done.append(part)
                 continue
         try:
-            done.append(predict_one(item, video_id, predictor, args, settings, parts))
+            done.append(predict_one(item, video_id, predictor, text, args, settings, parts))
             print(f"done {item.key}: {len(done[-1]['results'])} results", file=sys.stderr)
         except Exception as exc:  # one bad input never stops the batch
             failed += 1
