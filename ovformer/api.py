@@ -53,8 +53,12 @@ def _is_registered(name: str) -> bool:
     return name in {e.name for e in list_pretrained()}
 
 
-def _guess_preset(keys: list[str]) -> str:
-    return "swinb-lvvis" if any(k.startswith("backbone.patch_embed") for k in keys) else "r50-lvvis"
+def _guess_preset(keys: list[str], num_classes: int | None) -> str:
+    """The released preset an official file with no config of its own belongs to: Swin-B or R50
+    from the keys; the LVIS image models (1203 classifier columns) or else the LV-VIS video
+    models (the two share every key, so the classifier's width is the only tell)."""
+    backbone = "swinb" if any(k.startswith("backbone.patch_embed") for k in keys) else "r50"
+    return f"{backbone}-{'lvis' if num_classes == 1203 else 'lvvis'}"
 
 
 def load_model(weights: str | Path | None = "r50-lvvis", *, preset: str | None = None,
@@ -98,7 +102,9 @@ def load_model(weights: str | Path | None = "r50-lvvis", *, preset: str | None =
         cfg = ModelConfig.from_dict(meta["config"])
     else:
         cfg = resolve_config(preset or (str(weights) if _is_registered(str(weights))
-                                        else _guess_preset(list(conv.state_dict))))
+                                        else _guess_preset(list(conv.state_dict), None if
+                                                           conv.text_embeds is None else
+                                                           conv.text_embeds.shape[0])))
     model = create_model(cfg)
     load_into(model, conv)
     classifier = _stored_classifier(path, conv.text_embeds, meta.get("vocabulary"),

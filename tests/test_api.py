@@ -64,3 +64,11 @@ def test_untrained_models_are_labelled_and_identical_across_calls():
                                                                        untrained=True)
     assert a.untrained and "UNTRAINED" in a.label
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+
+
+def test_official_files_without_config_find_their_preset():
+    """The LVIS image and LV-VIS video models share every key: 1203 classifier columns say LVIS."""
+    from ovformer.api import _guess_preset
+    r50, swin = ["backbone.base.conv1.weight"], ["backbone.patch_embed.proj.weight"]
+    assert _guess_preset(r50, 1203) == "r50-lvis" and _guess_preset(swin, 1203) == "swinb-lvis"
+    assert _guess_preset(r50, 1196) == "r50-lvvis" and _guess_preset(swin, None) == "swinb-lvvis"
