@@ -152,3 +152,49 @@ def test_uncertainty_sampled_points_train_masks():
         loss.backward()
         opt.step()
     assert loss.item() < 0.7 * first
+
+
+def test_targets_on_the_models_padded_grid():
+    """A 100x150 clip: the model pads it to 128x160 and predicts 32x40 masks. A prediction
+    equal to the padded target (+-20 logits on the 4x4 cells) must cost ~0 and be matched;
+    a target stretched over the padding (only padded to the batch maximum, 100x150, as
+    before) instead matches the decoy query drawn from the stretched mask, and the mask and
+    dice losses are 2.4 and 0.7."""
+    from ovformer.factory import create_model
+    from training.data import TrainClip, collate_clips
+
+    h, w, t = 100, 150, 2
+    masks = torch.zeros(2, t, h, w, dtype=torch.bool)  # edges on multiples of 4: exact cells
+    masks[0, 0, 8:60, 12:100] = True
+    masks[0, 1, 20:72, 40:128] = True
+    masks[1, :, 64:96, 100:148] = True
+    torch.manual_seed(0)
+    clip = TrainClip(torch.rand(t, 3, h, w) * 255, torch.tensor([0, 1]), masks, ["a", "b"])
+    batch = collate_clips([clip])
+    target = batch.targets[0]["masks"]  # (2, T, Hp, Wp)
+
+    # the prediction grid, from the model itself
+    model = create_model("tiny").eval()
+    with torch.no_grad():
+        out = model(batch.frames, torch.randn(1, t, 512), torch.randn(3, 512))
+    grid = out.pred_masks.shape[-2:]
+    assert tuple(grid) == (32, 40) and tuple(target.shape[-2:]) == (4 * grid[0], 4 * grid[1])
+
+    def logits(m: torch.Tensor) -> torch.Tensor:  # (N, T, 4h, 4w) {0,1} -> (N, T, h, w) +-20
+        return m.float()[..., 2::4, 2::4] * 40 - 20
+
+    stretched = torch.nn.functional.interpolate(masks[:1].float(), size=tuple(target.shape[-2:]), mode="nearest")
+    pred = torch.stack([logits(stretched)[0], logits(target)[1], logits(target)[0],
+                        torch.full((t, *grid), -20.0)])[None]  # q0 decoy(A), q1 = B, q2 = A, q3 empty
+    layer = SimpleNamespace(pred_logits=torch.zeros(1, 4, 4), pred_object_logits=torch.zeros(1, 4, 2),
+                            pred_masks=pred)
+    # points at the centres of a 64x80 grid: each lies inside one 2x2 block of target pixels
+    ys, xs = torch.meshgrid((torch.arange(64) + 0.5) / 64, (torch.arange(80) + 0.5) / 80, indexing="ij")
+    points = torch.stack([xs.flatten(), ys.flatten()], 1)
+    matcher = VideoHungarianMatcher(fixed_points=points)
+    crit = VideoSetCriterion(3, matcher, torch.ones(3), deep_supervision=False, fixed_points=points)
+    q, n = matcher(layer, batch.targets)[0]
+    assert dict(zip(n.tolist(), q.tolist())) == {0: 2, 1: 1}
+    losses = crit(layer, batch.targets)
+    # every point is >= 2 px from an edge on the mask grid: |logit| >= 10 on the right side
+    assert losses["loss_mask"].item() < 1e-3 and losses["loss_dice"].item() < 1e-3

@@ -188,3 +188,80 @@ def test_load_dataset_folder(tmp_path):
 def test_load_dataset_folder_without_annotation_file(tmp_path):
     with pytest.raises(YTVISFormatError, match="no annotation file.*annotations.json"):
         load_dataset_folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no annotation file"):  # both kinds of error
+        load_dataset_folder(tmp_path)
+
+
+# (annotation file, frames folder, folders to open it by) under tmp_path, as released:
+# app exports; LV-VIS (LVVIS/<split>/<split>_instances.json + JPEGImages beside it, official
+# builtin.py); YouTube-VIS (ytvis_2019/<split>.json + <split>/JPEGImages); OVIS.
+LAYOUTS = [
+    ("d/annotations.json", "d/JPEGImages", ["d"]),
+    ("d/instances.json", "d/JPEGImages", ["d"]),
+    ("LVVIS/train/train_instances.json", "LVVIS/train/JPEGImages", ["LVVIS/train"]),
+    ("LVVIS/val/val_instances.json", "LVVIS/val/JPEGImages", ["LVVIS/val"]),
+    ("ytvis_2019/train.json", "ytvis_2019/train/JPEGImages", ["ytvis_2019", "ytvis_2019/train"]),
+    ("ytvis_2019/valid.json", "ytvis_2019/valid/JPEGImages", ["ytvis_2019", "ytvis_2019/valid"]),
+    ("ovis/annotations/valid.json", "ovis/valid", ["ovis/annotations", "ovis/valid"]),
+]
+
+
+def _layout(tmp_path, ann, frames):
+    d = gt_dict()
+    write_json((tmp_path / ann).parent.mkdir(parents=True, exist_ok=True) or tmp_path / ann, d)
+    (tmp_path / frames / "v0").mkdir(parents=True, exist_ok=True)
+    for name in d["videos"][0]["file_names"]:
+        (tmp_path / frames / name).write_bytes(b"")
+
+
+@pytest.mark.parametrize("ann,frames,opened_as", LAYOUTS, ids=[x[0] for x in LAYOUTS])
+def test_every_reader_recognises_the_official_layouts(tmp_path, ann, frames, opened_as):
+    from app.dashboard.datasets import load_dataset
+    from ovformer.tools.inputs import expand_inputs
+    from training.data import load_ytvis_folder
+
+    _layout(tmp_path, ann, frames)
+    expected = [tmp_path / frames / "v0" / n for n in ("00000.jpg", "00005.jpg", "00010.jpg")]
+    for where in [ann] + opened_as:  # the JSON itself, its folder, the split folder
+        path = tmp_path / where
+        ds = load_dataset_folder(path)  # predict, the app
+        assert ds.annotation_file == (tmp_path / ann).resolve() and ds.frame_paths[0] == [p.resolve() for p in expected]
+        [item] = list(expand_inputs([str(path)]))  # `ovformer predict PATH`
+        assert item.frame_files == ds.frame_paths[0] and item.video_id == 0
+        folder = load_ytvis_folder(path)  # `ovformer train --data PATH`
+        assert folder.annotation_file == tmp_path / ann
+        assert [folder.image_root / n for n in folder.videos[0]["file_names"]] == expected
+    assert load_dataset(str(tmp_path / ann)).frames_root == str(tmp_path / frames)  # dashboard
+
+
+def test_several_or_no_annotation_files_are_an_error(tmp_path):
+    from training.data import load_ytvis_folder
+
+    _layout(tmp_path, "LVVIS/train/train_instances.json", "LVVIS/train/JPEGImages")
+    write_json(tmp_path / "LVVIS/train/train_instances_nonovel.json", gt_dict())
+    for read in (load_dataset_folder, load_ytvis_folder):
+        with pytest.raises(YTVISFormatError, match="several annotation files.*train_instances.json, "
+                                                   "train_instances_nonovel.json.*pass the one"):
+            read(tmp_path / "LVVIS/train")
+    # the file itself is unambiguous
+    assert load_ytvis_folder(tmp_path / "LVVIS/train/train_instances_nonovel.json").videos
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "results.json").write_text("[]")  # not a ground-truth name
+    with pytest.raises(FileNotFoundError, match="empty: no annotation file.*val_instances.json"):
+        load_ytvis_folder(tmp_path / "empty")
+
+
+def test_windows_separators_keep_video_and_frame(tmp_path):
+    """LV-VIS copies with "JPEGImages\\v0\\00000.jpg": the official loader keeps the last
+    two components (lvvis.py), so do the readers."""
+    from training.data import load_ytvis_folder
+
+    d = gt_dict()
+    d["videos"][0]["file_names"] = [f"JPEGImages\\v0\\{n}.jpg" for n in ("00000", "00005", "00010")]
+    write_json(tmp_path / "val_instances.json", d)
+    (tmp_path / "JPEGImages" / "v0").mkdir(parents=True)
+    for n in ("00000", "00005", "00010"):
+        (tmp_path / "JPEGImages" / "v0" / f"{n}.jpg").write_bytes(b"")
+    assert load_dataset_folder(tmp_path).frame_paths[0][0] == (tmp_path / "JPEGImages/v0/00000.jpg").resolve()
+    f = load_ytvis_folder(tmp_path)
+    assert f.videos[0]["file_names"][2] == "v0/00010.jpg" and f.image_root == tmp_path / "JPEGImages"

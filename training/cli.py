@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-min-size", type=int)
     p.add_argument("--eval-max-videos", type=int)
     p.add_argument("--workers", type=int, default=0, dest="num_workers")
+    p.add_argument("--keep-novel", action="store_true",
+                   help="also train on novel categories (default: their annotations are left out, "
+                        "LV-VIS partitions 2-3 and --novel-category)")
+    p.add_argument("--novel-category", action="append", dest="novel_categories", metavar="ID_OR_NAME",
+                   help="a category to leave out of training as novel (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -71,7 +76,8 @@ def settings_from_args(a: argparse.Namespace) -> TrainSettings:
         min_sizes=tuple(a.min_sizes) if a.min_sizes else None, max_size=a.max_size, num_frames=a.num_frames,
         crop=tuple(a.crop) if a.crop else None, num_points=a.num_points, amp=a.amp, device=a.device,
         checkpoint_period=a.checkpoint_period, eval_period=a.eval_period, log_period=a.log_period,
-        eval_min_size=a.eval_min_size, eval_max_videos=a.eval_max_videos, num_workers=a.num_workers)
+        eval_min_size=a.eval_min_size, eval_max_videos=a.eval_max_videos, num_workers=a.num_workers,
+        keep_novel=a.keep_novel, novel_categories=a.novel_categories)
 
 
 def main(argv: list[str] | None = None) -> int:

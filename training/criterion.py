@@ -73,6 +73,21 @@ def sigmoid_ce_loss(inputs: torch.Tensor, targets: torch.Tensor, num_masks: floa
     return F.binary_cross_entropy_with_logits(inputs, targets, reduction="none").mean(1).sum() / num_masks
 
 
+def check_target_grid(pred_masks: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> None:
+    """Raise unless the target masks cover the predicted grid at one integer scale.
+
+    Masks are compared at normalised coordinates over each tensor's extent, so a target of
+    another aspect than the (B, Q, T, h, w) predictions (e.g. not padded to the model's
+    size_divisibility, see `training.data.collate_clips`) would be silently stretched.
+    """
+    h, w = pred_masks.shape[-2:]
+    for t in targets:
+        ht, wt = t["masks"].shape[-2:]
+        if ht % h or wt % w or ht // h != wt // w:
+            raise ValueError(f"target masks are {ht}x{wt} but the predicted masks {h}x{w}: targets must "
+                             "be padded to the model's input grid (training.data.collate_clips)")
+
+
 class VideoSetCriterion(torch.nn.Module):
     """Losses of one training clip batch.
 
@@ -165,6 +180,7 @@ class VideoSetCriterion(torch.nn.Module):
             {"loss_ce", "loss_object_ce", "loss_mask", "loss_dice"} for the last layer and
             the same with suffix ``_i`` for aux layer i.
         """
+        check_target_grid(outputs.pred_masks, targets)
         num = torch.tensor([float(sum(len(t["labels"]) for t in targets))], device=outputs.pred_logits.device)
         world = 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -22,12 +22,13 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+# find_annotation_file is also used from here by the app (held-out annotation files)
+from ovformer.ytvis.dataset import find_annotation_file, frame_file_name, image_root  # noqa: F401
 from training.augment import ClipAugmentation
 
 #: RGB pixel mean of the model's input normalisation; padding with it gives zeros after
 #: normalisation, which is what detectron2's ImageList padding of normalised images gives.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
-_ANNOTATION_NAMES = ("annotations.json", "instances.json", "train.json", "valid.json", "val.json")
 
 
 def normalize_name(name: str) -> str:
@@ -65,26 +66,17 @@ class YTVISFolder:
         return self.data["categories"]
 
 
-def find_annotation_file(path: str | Path) -> Path:
-    """The ground-truth JSON of a dataset folder (or ``path`` itself if it is a file)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    for name in _ANNOTATION_NAMES:
-        if (p / name).is_file():
-            return p / name
-    found = sorted(p.glob("*.json"))
-    if len(found) == 1:
-        return found[0]
-    raise FileNotFoundError(f"{p}: no YouTube-VIS annotation file ({', '.join(_ANNOTATION_NAMES)})")
-
-
 def load_ytvis_folder(path: str | Path) -> YTVISFolder:
-    """Read a YouTube-VIS dataset: `annotations.json` (or instances/train/valid.json) and
-    `JPEGImages/` next to it (or the folder itself when the file names resolve there)."""
+    """Read a YouTube-VIS / LV-VIS dataset: a folder or its annotation JSON, found as every
+    reader finds it (`ovformer.ytvis.dataset`: annotations.json, train.json, valid.json,
+    train_instances.json, val_instances.json, ... and JPEGImages/ or the official layouts).
+    Windows separators in ``file_names`` are normalised here, once."""
     ann = find_annotation_file(path)
-    root = ann.parent / "JPEGImages" if (ann.parent / "JPEGImages").is_dir() else ann.parent
     data = json.loads(ann.read_text())
+    for v in data["videos"]:
+        v["file_names"] = [frame_file_name(n) for n in v.get("file_names") or []]
+    probe = next((v["file_names"][0] for v in data["videos"] if v["file_names"]), None)
+    root = image_root(ann, probe)
     tracks: dict[int, list[dict]] = {v["id"]: [] for v in data["videos"]}
     for a in data.get("annotations", []):
         if a.get("iscrowd", 0) == 0:  # the released mapper drops crowd regions in training
@@ -102,18 +94,73 @@ def build_vocabulary(folders: Sequence[YTVISFolder]) -> list[str]:
     return list(names.values())
 
 
+#: LV-VIS category partitions left out of training (0/1 are base, 2/3 novel: the official
+#: tools/remove_lvvis_novel.py and the evaluator's base/novel split)
+NOVEL_PARTITIONS = (2, 3)
+
+
+@dataclass
+class NovelRemoval:
+    """What `remove_novel` left out of one dataset."""
+
+    annotations: int  # annotations (tracks) dropped
+    categories: list[str]  # names of the categories whose annotations were dropped
+
+
+def novel_category_ids(folder: YTVISFolder, extra: Sequence[int | str] = ()) -> set[int]:
+    """Ids of the categories of ``folder`` to leave out of training: LV-VIS partitions 2 and
+    3 (categories with a ``partition`` field), plus ``extra`` given as category ids or names
+    (matched by `normalize_name`; a string of digits is an id)."""
+    ids = {int(c["id"]) for c in folder.categories if c.get("partition") in NOVEL_PARTITIONS}
+    names = {normalize_name(str(x)) for x in extra if not str(x).strip().isdigit()}
+    numbers = {int(str(x).strip()) for x in extra if str(x).strip().isdigit()}
+    ids |= {int(c["id"]) for c in folder.categories if c["id"] in numbers or normalize_name(c["name"]) in names}
+    return ids
+
+
+def remove_novel(folder: YTVISFolder, extra: Sequence[int | str] = ()) -> tuple[YTVISFolder, NovelRemoval]:
+    """The dataset without the annotations of its novel categories (`novel_category_ids`).
+
+    As the official tools/remove_lvvis_novel.py (which writes train_instances_nonovel.json),
+    only annotations go: the categories stay, so the vocabulary is unchanged, and they get
+    frequency 0 (`category_frequencies`), so the federated loss never samples them as
+    negatives either. Videos left without tracks stay (the LV-VIS config does not filter
+    empty videos: FILTER_EMPTY_ANNOTATIONS False).
+    """
+    novel = novel_category_ids(folder, extra)
+    anns = folder.data.get("annotations", [])
+    kept = [a for a in anns if a["category_id"] not in novel]
+    dropped_cats = sorted({a["category_id"] for a in anns if a["category_id"] in novel})
+    names = {c["id"]: c["name"] for c in folder.categories}
+    data = {**folder.data, "annotations": kept} if "annotations" in folder.data else dict(folder.data)
+    tracks = {vid: [a for a in ts if a["category_id"] not in novel] for vid, ts in folder.tracks.items()}
+    return (YTVISFolder(folder.annotation_file, folder.image_root, data, tracks),
+            NovelRemoval(len(anns) - len(kept), [names[i] for i in dropped_cats]))
+
+
 def category_frequencies(folders: Sequence[YTVISFolder], vocabulary: Sequence[str]) -> torch.Tensor:
-    """(K,) float: number of training videos in which each vocabulary category has a track.
-    The federated loss samples negatives with probability proportional to ``freq ** 0.5``,
-    so categories never seen in training (e.g. novel ones) are never sampled."""
+    """(K,) float: the official LV-VIS ``image_count`` of each vocabulary category, the
+    number of *frames* of the training videos in which the category has a track.
+
+    As tools/get_lvvis_cat_info.py: each video containing the category counts once with its
+    ``length`` (the number of its frames, not of the frames the track is visible in), however
+    many tracks of the category it has; crowd annotations count as well. The criterion samples federated negatives with
+    probability proportional to ``freq ** 0.5`` (`load_class_freq(..., 0.5)`); a category
+    without training annotations (novel, or absent) has 0 and is never sampled.
+    (The official script looks videos up as ``videos[video_id]``, a list index, which is
+    the video with that id only because LV-VIS numbers videos 0, 1, ...; here by id.)
+    """
     index = {normalize_name(n): i for i, n in enumerate(vocabulary)}
-    counts = torch.zeros(len(vocabulary))
+    counts = torch.zeros(len(vocabulary), dtype=torch.float64)
     for f in folders:
         cat_name = {c["id"]: normalize_name(c["name"]) for c in f.categories}
-        for tracks in f.tracks.values():
-            for k in {index[cat_name[a["category_id"]]] for a in tracks}:
-                counts[k] += 1
-    return counts
+        length = {v["id"]: int(v.get("length") or len(v["file_names"])) for v in f.videos}
+        videos_of: dict[int, set[int]] = {}  # category -> videos (crowd annotations count too)
+        for a in f.data.get("annotations", []):
+            videos_of.setdefault(index[cat_name[a["category_id"]]], set()).add(a["video_id"])
+        for k, vids in videos_of.items():
+            counts[k] += sum(length[v] for v in vids)
+    return counts.float()
 
 
 def decode_segmentation(seg: dict | list | None, h: int, w: int) -> np.ndarray | None:
@@ -163,8 +210,9 @@ class ClipBatch:
     """A padded batch.
 
     Attributes:
-        frames: (B, T, 3, H, W) float32 RGB 0..255, padded bottom/right with PIXEL_MEAN.
-        targets: B dicts with "labels" (N_b,) int64 and "masks" (N_b, T, H, W) float32.
+        frames: (B, T, 3, Hp, Wp) float32 RGB 0..255, padded bottom/right with PIXEL_MEAN to
+            the model's grid (a multiple of its size_divisibility, see `collate_clips`).
+        targets: B dicts with "labels" (N_b,) int64 and "masks" (N_b, T, Hp, Wp) float32.
         image_sizes: B (h, w) sizes before padding.
         frame_paths: B lists of T image files (CLIP embedding keys).
     """
@@ -236,12 +284,35 @@ class VideoClipDataset:
         )
 
 
-def collate_clips(clips: Sequence[TrainClip]) -> ClipBatch:
-    """Pad clips to a common size (the batch maximum) and stack them."""
+def padded_size(h: int, w: int, size_divisibility: int = 32) -> tuple[int, int]:
+    """(Hp, Wp): ``(h, w)`` rounded up to a multiple of ``size_divisibility``, the grid the
+    model pads its input to (`OVFormer.preprocess`); its masks are (Hp/4, Wp/4)."""
+    d = max(int(size_divisibility), 1)
+    return -(-h // d) * d, -(-w // d) * d
+
+
+def collate_clips(clips: Sequence[TrainClip], size_divisibility: int = 32) -> ClipBatch:
+    """Pad clips to one size and stack them.
+
+    Frames and target masks are both padded (bottom/right) to the batch maximum rounded up
+    to ``size_divisibility``: the model pads its input to that grid anyway, and the
+    criterion samples predictions and targets at the same normalised coordinates, so the
+    targets must cover exactly the predicted grid (the released `prepare_targets` pads the
+    masks to the padded image tensor's size). A target only padded to the batch maximum
+    would be stretched over the padding, e.g. by 24 rows for a 360x640 clip.
+
+    Args:
+        clips: B clips, frames (T, 3, h_b, w_b).
+        size_divisibility: the model config's ``size_divisibility`` (32 for every preset).
+
+    Returns:
+        A `ClipBatch` with frames (B, T, 3, Hp, Wp) and masks (N_b, T, Hp, Wp).
+    """
     hs = [c.frames.shape[-2] for c in clips]
     ws = [c.frames.shape[-1] for c in clips]
-    hm, wm = max(hs), max(ws)
+    hm, wm = padded_size(max(hs), max(ws), size_divisibility)
     t = clips[0].frames.shape[0]
+    # PIXEL_MEAN normalises to exactly 0, the value the model pads with
     frames = torch.tensor(PIXEL_MEAN).view(1, 1, 3, 1, 1).repeat(len(clips), t, 1, hm, wm)
     targets = []
     for b, c in enumerate(clips):
@@ -264,18 +335,20 @@ class ClipBatchStream(torch.utils.data.IterableDataset):
         batch_size: clips per batch on this rank.
         seed, rank: make the draws differ across runs and data-parallel ranks.
         start, total: iteration range.
+        size_divisibility: batches are padded to a multiple of this (the model's).
     """
 
     def __init__(self, dataset: VideoClipDataset, batch_size: int, seed: int, rank: int,
-                 start: int, total: int) -> None:
+                 start: int, total: int, size_divisibility: int = 32) -> None:
         super().__init__()
         self.dataset, self.batch_size = dataset, batch_size
         self.seed, self.rank, self.start, self.total = seed, rank, start, total
+        self.size_divisibility = size_divisibility
 
     def batch(self, iteration: int) -> ClipBatch:
         rng = np.random.default_rng([self.seed, self.rank, iteration])
         picks = rng.integers(0, len(self.dataset), size=self.batch_size)
-        return collate_clips([self.dataset.clip(rng, int(i)) for i in picks])
+        return collate_clips([self.dataset.clip(rng, int(i)) for i in picks], self.size_divisibility)
 
     def __iter__(self) -> Iterator[ClipBatch]:
         info = torch.utils.data.get_worker_info()

@@ -28,8 +28,8 @@ from ovformer.factory import create_model
 from training import dist
 from training.augment import ClipAugmentation
 from training.criterion import VideoSetCriterion
-from training.data import (ClipBatch, ClipBatchStream, VideoClipDataset, build_vocabulary,
-                           category_frequencies, load_ytvis_folder)
+from training.data import (ClipBatch, ClipBatchStream, VideoClipDataset, YTVISFolder, build_vocabulary,
+                           category_frequencies, load_ytvis_folder, remove_novel)
 from training.matcher import VideoHungarianMatcher
 from training.metrics import STOP_FILE, MetricsWriter, write_progress
 from training.settings import RELEASED_NO_OBJECT_WEIGHT, ResolvedRun, TrainSettings, amp_dtype, resolve
@@ -85,6 +85,18 @@ class ClipEmbeddingCache:
         return torch.stack([torch.stack([self.cache[p] for p in clip]) for clip in frame_paths]).to(device)
 
 
+def _without_novel(folder: YTVISFolder, extra: Any, log: bool, record: list[dict[str, Any]]) -> YTVISFolder:
+    kept, removed = remove_novel(folder, extra)
+    record.append({"data": str(folder.annotation_file), "annotations": removed.annotations,
+                   "categories": removed.categories})
+    if log:
+        logger.info("%s: left out %d annotations of %d novel categories%s (--keep-novel keeps them)",
+                    folder.annotation_file, removed.annotations, len(removed.categories),
+                    f" ({', '.join(removed.categories[:5])}{', ...' if len(removed.categories) > 5 else ''})"
+                    if removed.categories else "")
+    return kept
+
+
 def _step_seed(seed: int, rank: int, iteration: int) -> int:
     return ((seed * 1_000_003 + iteration) * 1024 + rank) % (2**63)
 
@@ -109,7 +121,10 @@ def run_training(settings: TrainSettings,
     if run.batch % di.world_size:
         raise ValueError(f"batch {run.batch} is not divisible by the {di.world_size} processes")
     folders = [load_ytvis_folder(d) for d in settings.data]
-    vocab = build_vocabulary(folders)
+    vocab = build_vocabulary(folders)  # novel categories stay in it, with frequency 0
+    removed: list[dict[str, Any]] = []  # what the novel filter left out, per dataset (config.json)
+    if not settings.keep_novel:
+        folders = [_without_novel(f, settings.novel_categories or (), di.is_main, removed) for f in folders]
     freq = category_frequencies(folders, vocab)
     clip = load_clip(settings.clip, di.device)
     text = clip.encode_text(vocab, settings.templates).float().to(di.device)  # (K, D)
@@ -163,7 +178,8 @@ def run_training(settings: TrainSettings,
     # LV-VIS config) is not reproduced
     dataset = VideoClipDataset(folders, vocab, ClipAugmentation(run.min_sizes, run.max_size, r.random_flip, settings.crop),
                                run.num_frames, r.sampling_frame_range)
-    stream = ClipBatchStream(dataset, run.batch // di.world_size, settings.seed, di.rank, start, run.iters)
+    stream = ClipBatchStream(dataset, run.batch // di.world_size, settings.seed, di.rank, start, run.iters,
+                             run.model_config.size_divisibility)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=settings.num_workers)
     embed = ClipEmbeddingCache(clip)
 
@@ -171,7 +187,8 @@ def run_training(settings: TrainSettings,
     if di.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / STOP_FILE).unlink(missing_ok=True)
-        (out / "config.json").write_text(json.dumps(_config_record(settings, run, vocab, freq, di, amp), indent=2))
+        (out / "config.json").write_text(json.dumps({**_config_record(settings, run, vocab, freq, di, amp),
+                                                     "novel_removed": removed}, indent=2))
         writer = MetricsWriter(out, resume_from=start if resume_path is not None else None)
         write_progress(out, {"state": "starting", "iteration": start, "total": run.iters})
 
@@ -316,6 +333,6 @@ def _config_record(settings: TrainSettings, run: ResolvedRun, vocab: list[str], 
             "resolved": {"iters": run.iters, "batch": run.batch, "lr": run.lr, "steps": list(run.steps),
                          "min_sizes": list(run.min_sizes), "max_size": run.max_size,
                          "num_frames": run.num_frames, "num_points": run.num_points, "amp": amp,
-                         "backbone_multiplier": run.backbone_multiplier,
+                         "backbone_multiplier": run.backbone_multiplier, "from_scratch": run.from_scratch,
                          "world_size": di.world_size, "device": str(di.device)},
             "vocabulary": vocab, "category_frequencies": freq.tolist()}

@@ -16,6 +16,13 @@ from typing import Any
 from ovformer.config import ModelConfig, TrainRecipe
 from ovformer.factory import resolve_config
 
+#: Recipe values replaced when a run starts from random weights (no `init`, no resume of
+#: an initialised run): the released recipe fine-tunes a pretrained model, its backbone at a
+#: tenth of the learning rate. From scratch the backbone must learn as fast as the rest,
+#: and a 5x higher rate lets the `tiny` preset learn a small task in a few hundred
+#: iterations (tests/test_training_learning.py: AP 0.14 with the released values).
+FROM_SCRATCH_DEFAULTS: dict[str, float] = {"backbone_multiplier": 1.0, "lr": 5e-4}
+
 #: released objectness weight of "no object" (hard-coded in the official criterion; the
 #: config's NO_OBJECT_WEIGHT = 0.1 is read but unused there)
 RELEASED_NO_OBJECT_WEIGHT = 0.4
@@ -37,9 +44,9 @@ class TrainSettings:
         batch: global batch size in clips, split over data-parallel ranks (None: recipe).
         resume: continue from the run folder's last checkpoint.
         seed: seeds data sampling and every random draw of the step.
-        lr: base learning rate (None: recipe).
-        backbone_multiplier: backbone lr factor (None: recipe, 0.1; 1.0 suits training
-            from scratch).
+        lr: base learning rate (None: the recipe's, or `FROM_SCRATCH_DEFAULTS` without `init`).
+        backbone_multiplier: backbone lr factor (None: the recipe's 0.1, or 1.0 from
+            scratch, see `FROM_SCRATCH_DEFAULTS`).
         steps: lr decay iterations (None: the recipe's steps, scaled by iters / max_iter).
         min_sizes, max_size: training shorter-side choices and longer-side cap (None: recipe).
         num_frames: frames per training clip (None: recipe, 2).
@@ -53,6 +60,11 @@ class TrainSettings:
         eval_max_videos: evaluate on at most this many validation videos (None: all).
         num_workers: data-loading worker processes.
         templates: CLIP prompt templates (None: CLIP's default).
+        keep_novel: train on every annotation. By default the annotations of novel
+            categories are left out, as the official LV-VIS stage trains on
+            train_instances_nonovel.json (see `training.data.remove_novel`).
+        novel_categories: category ids or names to leave out as well as the LV-VIS
+            partitions 2 and 3 (ignored with `keep_novel`).
     """
 
     data: list[str]
@@ -83,6 +95,8 @@ class TrainSettings:
     eval_max_videos: int | None = None
     num_workers: int = 0
     templates: list[str] | None = None
+    keep_novel: bool = False
+    novel_categories: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,11 +130,14 @@ class ResolvedRun:
     num_frames: int
     num_points: int
     backbone_multiplier: float
+    from_scratch: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve(settings: TrainSettings) -> ResolvedRun:
-    """Fill every None of ``settings`` from the preset's or YAML's recipe."""
+    """Fill every None of ``settings`` from the preset's or YAML's recipe (with
+    `FROM_SCRATCH_DEFAULTS` in place of the recipe's lr and backbone multiplier when
+    ``settings.init`` is None)."""
     spec = settings.config or settings.preset
     if spec is None:
         raise ValueError("give a model preset or a --config YAML")
@@ -131,16 +148,20 @@ def resolve(settings: TrainSettings) -> ResolvedRun:
         steps = tuple(settings.steps)
     else:  # keep the schedule's shape when the run is shorter or longer than released
         steps = tuple(int(round(s * iters / r.max_iter)) for s in r.steps) if r.max_iter else ()
+    scratch = settings.init is None
+    lr = FROM_SCRATCH_DEFAULTS["lr"] if scratch else r.base_lr
+    multiplier = FROM_SCRATCH_DEFAULTS["backbone_multiplier"] if scratch else r.backbone_multiplier
     return ResolvedRun(
         model_config=cfg, recipe=r, iters=iters,
         batch=settings.batch if settings.batch is not None else r.ims_per_batch,
-        lr=settings.lr if settings.lr is not None else r.base_lr, steps=steps,
+        lr=settings.lr if settings.lr is not None else lr, steps=steps,
         min_sizes=tuple(settings.min_sizes) if settings.min_sizes else tuple(r.min_size_train),
         max_size=settings.max_size if settings.max_size is not None else r.max_size_train,
         num_frames=settings.num_frames if settings.num_frames is not None else r.sampling_frame_num,
         num_points=settings.num_points if settings.num_points is not None else r.train_num_points,
         backbone_multiplier=(settings.backbone_multiplier if settings.backbone_multiplier is not None
-                             else r.backbone_multiplier),
+                             else multiplier),
+        from_scratch=scratch,
     )
 
 

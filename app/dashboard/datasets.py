@@ -70,24 +70,17 @@ def _video_name(v: dict[str, Any]) -> str:
 def find_frames_root(gt_path: str, videos: list[dict[str, Any]]) -> str | None:
     """The folder that file_names are relative to, or None when no frame is on disk.
 
-    Tries the layouts in use: <dir>/JPEGImages, <dir>/<split>/JPEGImages (YTVIS train.json +
-    train/JPEGImages; LV-VIS val/val_instances.json), any <dir>/*/JPEGImages, then <dir>.
+    The layouts are those every reader accepts (`ovformer.ytvis.dataset.find_image_root`):
+    <dir>/JPEGImages (app exports, LV-VIS val/val_instances.json), <dir>/<split>/JPEGImages
+    (YTVIS train.json + train/JPEGImages), OVIS annotations/train.json + train/, ...
     """
+    from ovformer.ytvis.dataset import find_image_root  # local: keeps this module's import light
+
     probe = next((v["file_names"][0] for v in videos if v.get("file_names")), None)
     if not isinstance(probe, str):
         return None
-    d = Path(gt_path).parent
-    stem = Path(gt_path).stem
-    candidates = [d / "JPEGImages", d / stem / "JPEGImages", d / stem.split("_")[0] / "JPEGImages"]
-    try:
-        candidates += sorted(p / "JPEGImages" for p in d.iterdir() if p.is_dir())
-    except OSError:
-        pass
-    candidates += [d, d.parent / "JPEGImages"]
-    for c in candidates:
-        if (c / probe).is_file():
-            return str(c)
-    return None
+    root = find_image_root(gt_path, probe)
+    return None if root is None else str(root)
 
 
 def _segmentation_area(seg: Any) -> float | None:
@@ -212,7 +205,9 @@ def load_frame(frames_root: str | None, file_name: str | None, size: tuple[int, 
     """
     h, w = size
     if frames_root and file_name:
-        p = Path(frames_root) / file_name
+        from ovformer.ytvis.dataset import frame_file_name  # Windows separators of LV-VIS copies
+
+        p = Path(frames_root) / frame_file_name(file_name)
         try:
             from PIL import Image
 

@@ -1,4 +1,5 @@
-"""What ``ovformer predict`` accepts: video files, frame folders, YouTube-VIS dataset folders."""
+"""What ``ovformer predict`` accepts: video files, frame folders, YouTube-VIS / LV-VIS dataset
+folders or their annotation JSON (recognised by `ovformer.ytvis.dataset`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +7,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..data.video import DEFAULT_FOLDER_FPS, VideoInfo, VideoSource, open_video
-from ..ytvis.dataset import load_dataset_folder
-from ..ytvis.io import GT_FILE_NAMES, Category
+from ..ytvis.dataset import is_dataset, load_dataset_folder
+from ..ytvis.io import Category
 
 
 @dataclass
@@ -37,7 +38,8 @@ class InputVideo:
 
 
 def is_dataset_folder(path: Path) -> bool:
-    return path.is_dir() and any((path / n).is_file() for n in GT_FILE_NAMES)
+    """A dataset folder or annotation JSON (`ovformer.ytvis.dataset.is_dataset`), not a video."""
+    return is_dataset(path)
 
 
 def expand_inputs(paths: list[str]) -> Iterator[InputVideo]:
@@ -48,7 +50,8 @@ def expand_inputs(paths: list[str]) -> Iterator[InputVideo]:
             ds = load_dataset_folder(path, check_frames=False)
             for v in ds.gt.videos:
                 files = ds.frame_paths[v.id]
-                yield InputVideo(f"{path.name}/{v.id}", path, v.id, files, ds.gt.categories,
+                name = path.name if path.is_dir() else path.stem
+                yield InputVideo(f"{name}/{v.id}", path, v.id, files, ds.gt.categories,
                                  (v.height, v.width))
         else:
             yield InputVideo(path.stem if path.is_file() else path.name, path, None)
