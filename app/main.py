@@ -9,11 +9,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+if TYPE_CHECKING:
+    from .hub import PredictorCache
+    from .studio import Studio
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -38,13 +42,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def create_app(args: argparse.Namespace, predictor_factory: Callable[[Any], Any] | None = None):
-    """Build (demo, studio) without launching; tests use this with an in-process server."""
-    from .media import Limits
-    from .prelabel import ModelSpec, PredictorHub
+def create_app(args: argparse.Namespace, cache: PredictorCache | None = None) -> tuple[Any, Studio]:
+    """Build (demo, studio) without launching; tests use this with an in-process server.
+    ``cache``: loaded predictors to share (tests running several apps share one)."""
     from ovformer.data.sample import ensure_sample
-    from .store import default_home
-    from .studio import Config, Studio
+
+    from .annotate.media import Limits
+    from .annotate.service import Config
+    from .annotate.store import default_home
+    from .hub import ModelHub, ModelSpec
+    from .studio import Studio
     from .ui import build
 
     home = Path(args.data) if args.data else default_home()
@@ -56,12 +63,11 @@ def create_app(args: argparse.Namespace, predictor_factory: Callable[[Any], Any]
         sample = None
     cfg = Config(home=home, datasets=Path(args.datasets) if args.datasets else home / "datasets",
                  limits=Limits(args.max_upload_mb, args.max_duration, args.max_frames), sample_video=sample)
-    hub = PredictorHub(ModelSpec(args.preset, args.weights, args.untrained, args.clip), predictor_factory)
-    studio = Studio(cfg, hub)
+    studio = Studio(cfg, ModelHub(ModelSpec(args.preset, args.weights, args.untrained, args.clip), cache))
     return build(studio), studio
 
 
-def launch_kwargs(args: argparse.Namespace, studio: Any) -> dict[str, Any]:
+def launch_kwargs(args: argparse.Namespace, studio: Studio) -> dict[str, Any]:
     from .ui import CSS
 
     auth = tuple(args.auth.split(":", 1)) if args.auth else None

@@ -6,6 +6,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,17 @@ def sample_videos() -> Path:
 @pytest.fixture(autouse=True)
 def _ovformer_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OVFORMER_HOME", str(tmp_path_factory.mktemp("ovformer_home")))
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """The annotation app served in this process on a free port, with the untrained tiny model:
+    (url, studio, home). Its training runs are killed and the server closed afterwards."""
+    sys.path.insert(0, str(Path(__file__).parent / "ui"))
+    from apptest import start
+
+    home = tmp_path_factory.mktemp("home")
+    demo, url, studio = start(home)
+    yield url, studio, home
+    studio.finetune.shutdown()  # never leave a training process behind a failed test
+    demo.close()

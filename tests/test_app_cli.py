@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.main import parse_args
-from app.media import Limits, MediaError, decode_any
-from app.store import Store
+from app.annotate.media import Limits, MediaError, decode_any
+from app.annotate.store import Store
 
 
 def test_defaults_are_local_only():
@@ -44,13 +44,13 @@ def test_limits_have_clear_messages(tmp_path):
 
 
 def test_banner_says_which_weights_are_missing_and_where(tmp_path, monkeypatch):
-    from app.prelabel import ModelSpec, PredictorHub
+    from app.hub import ModelHub, ModelSpec
 
     monkeypatch.setenv("OVFORMER_HOME", str(tmp_path))
-    banner = PredictorHub(ModelSpec("r50-lvvis", None, False, None)).banner()
+    banner = ModelHub(ModelSpec("r50-lvvis", None, False, None)).banner()
     assert "No model weights" in banner
     assert str(tmp_path / "weights" / "ovformer_r50_lvvis.pth") in banner
     assert "ovformer weights download r50-lvvis" in banner
     # random weights need no file, and say so loudly instead
-    untrained = PredictorHub(ModelSpec("tiny", None, True, "tiny-random")).banner()
+    untrained = ModelHub(ModelSpec("tiny", None, True, "tiny-random")).banner()
     assert "UNTRAINED" in untrained and "No model weights" not in untrained

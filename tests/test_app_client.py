@@ -18,33 +18,22 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-from apptest import VOCAB, bikes, start, table_rows  # noqa: E402
-
-# Output positions of the edit events (gr.State is not part of the API).
-STATUS, IMG, SLIDER, TIMELINE, TABLE, TRACK_DD = 0, 1, 2, 3, 4, 5
+from apptest import VOCAB, NamedClient, bikes, table_rows  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    demo, url, studio = start(home)
-    yield url, studio, home
-    demo.close()
+def rows_by_id(out: dict) -> dict[int, list]:
+    return {int(r[0]): r for r in table_rows(out["tracks"])}
 
 
-def rows_by_id(out) -> dict[int, list]:
-    return {int(r[0]): r for r in table_rows(out[TABLE])}
+def test_full_flow(app_server, tmp_path):
+    from gradio_client import handle_file
 
-
-def test_full_flow(server, tmp_path):
-    from gradio_client import Client, handle_file
-
-    url, studio, home = server
-    c = Client(url, verbose=False)
+    url, studio, home = app_server
+    c = NamedClient(url, studio.api)
     out = c.predict("bikes-flow", VOCAB, api_name="/create_project")
-    assert "bikes-flow" in out[0]
+    assert "bikes-flow" in out["status"]
     out = c.predict(handle_file(str(bikes())), None, 1, VOCAB, api_name="/add_video")
-    assert "10 frames" in out[0], out[0]
+    assert "10 frames" in out["status"], out["status"]
 
     # pre-label: progress and the first clip's preview arrive before the end
     job = c.submit(VOCAB, 96, 5, 0, 0.0, 8, api_name="/prelabel")
@@ -52,26 +41,28 @@ def test_full_flow(server, tmp_path):
     while not job.done():
         seen_progress |= any(job.status().progress_data or [])
         time.sleep(0.2)
-    res = job.result()
-    assert res[0].startswith("✔ Done"), res[0]
-    assert "UNTRAINED" in res[1]
-    partial = job.outputs()[:-1]
-    assert any(isinstance(o[0], str) and "Pre-labelling" in o[0] for o in partial)
-    assert any(isinstance(o[3], str) and o[3].endswith((".jpeg", ".jpg", ".png")) for o in partial), \
+    res = c.named("prelabel", job.result())
+    assert res["status"].startswith("✔ Done"), res["status"]
+    assert "UNTRAINED" in res["banner"]
+    partial = [c.named("prelabel", o) for o in job.outputs()[:-1]]
+    assert any(isinstance(o["status"], str) and "Pre-labelling" in o["status"] for o in partial)
+    assert any(isinstance(o["frame_img"], str) and o["frame_img"].endswith((".jpeg", ".jpg", ".png"))
+               for o in partial), \
         "the first clip's provisional masks were shown before the run ended"
     assert seen_progress or len(partial) > 1
-    rows = {int(r[0]): r for r in table_rows(res[6])}
+    rows = {int(r[0]): r for r in table_rows(res["tracks"])}
     assert len(rows) == 8
     ids = sorted(rows)
     a, b, d, e = ids[:4]
 
     # scrub
-    img, fig = c.predict(5, api_name="/scrub")
+    out = c.predict(5, api_name="/scrub")
+    img, fig = out["frame_img"], out["timeline"]
     assert Path(img).exists() and "frame 5" in json.dumps(fig)
 
     # relabel from text, delete, merge, delete a span, split
     out = c.predict(a, "unicycle", api_name="/relabel")
-    assert "unicycle" in out[STATUS] and rows_by_id(out)[a][1] == "unicycle"
+    assert "unicycle" in out["status"] and rows_by_id(out)[a][1] == "unicycle"
     out = c.predict(ids[-1], api_name="/delete_track")
     assert ids[-1] not in rows_by_id(out)
     out = c.predict(a, b, api_name="/merge")
@@ -85,8 +76,7 @@ def test_full_flow(server, tmp_path):
 
     # paint a correction on frame 5 of track a: a box replaces the model's mask
     c.predict(5, api_name="/scrub")
-    status, editor = c.predict(a, api_name="/load_editor")
-    assert "painting track" in status
+    assert "painting track" in c.predict(a, api_name="/load_editor")["status"]
     painted = np.zeros((272, 640), bool)
     painted[100:180, 200:330] = True
     layer = np.zeros((272, 640, 4), np.uint8)
@@ -96,7 +86,7 @@ def test_full_flow(server, tmp_path):
     value = {"background": handle_file(str(tmp_path / "bg.png")), "layers": [handle_file(str(tmp_path / "layer.png"))],
              "composite": None, "id": None}
     out = c.predict(a, value, api_name="/save_mask")
-    assert "saved" in out[STATUS], out[STATUS]
+    assert "saved" in out["status"], out["status"]
     # a new track painted on frame 5, copied to the next 2 frames
     small = np.zeros((272, 640, 4), np.uint8)
     small[10:40, 10:50] = (255, 48, 48, 255)
@@ -114,22 +104,23 @@ def test_full_flow(server, tmp_path):
     assert rows_by_id(out)[new_id][3] == 3
     before = len(rows_by_id(out))
     out = c.predict(True, api_name="/set_reviewed")
-    assert "reviewed" in out[STATUS]
+    assert "reviewed" in out["status"]
 
     # bad input: nothing already there is lost
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00not a video" * 500)
     out2 = c.predict(handle_file(str(bad)), None, 1, VOCAB, api_name="/add_video")
-    assert out2[0].startswith("✖") and "broken.mp4" in out2[0]
-    assert len({int(r[0]) for r in table_rows(out2[7])}) == before
-    assert c.predict("  ,\n", 96, 5, 0, 0.0, 8, api_name="/prelabel")[0].startswith("✖")
+    assert out2["status"].startswith("✖") and "broken.mp4" in out2["status"]
+    assert len({int(r[0]) for r in table_rows(out2["tracks"])}) == before
+    assert c.predict("  ,\n", 96, 5, 0, 0.0, 8, api_name="/prelabel")["status"].startswith("✖")
     notytvis = tmp_path / "other.json"
     notytvis.write_text(json.dumps({"hello": "world"}))
     out3 = c.predict(handle_file(str(bikes())), handle_file(str(notytvis)), 1, VOCAB, api_name="/add_video")
-    assert "not YouTube-VIS" in out3[0]
+    assert "not YouTube-VIS" in out3["status"]
 
     # export and check with pycocotools against what was done
-    status, zpath = c.predict(api_name="/export_dataset")
+    out = c.predict(api_name="/export_dataset")
+    status, zpath = out["status"], out["export_file"]
     assert status.startswith("✔"), status
     with zipfile.ZipFile(zpath) as z:
         names = z.namelist()
@@ -158,17 +149,14 @@ def test_full_flow(server, tmp_path):
     assert (ds / "annotations.json").exists()
     from ovformer.ytvis.dataset import load_dataset_folder
     assert len(load_dataset_folder(ds).gt.annotations) == len(anns)
-    try:  # the training loop reads the export as is
-        from training.data import load_ytvis_folder
-    except ImportError:
-        load_ytvis_folder = None
-    if load_ytvis_folder is not None:
-        load_ytvis_folder(ds)
+    from training.data import load_ytvis_folder  # the training loop reads the export as is
 
-    status, rpath = c.predict(api_name="/export_results")
+    load_ytvis_folder(ds)
+
+    rpath = c.predict(api_name="/export_results")["export_file"]
     results = json.loads(Path(rpath).read_text())
     assert len(results) == len(anns) and all("score" in r for r in results)
-    status, vpath, player = c.predict(api_name="/export_video")
+    vpath = c.predict(api_name="/export_video")["player"]
     import av
     with av.open(vpath) as cont:
         assert cont.streams.video[0].codec_context.name == "h264" and cont.streams.video[0].frames == 10
@@ -180,21 +168,20 @@ def test_full_flow(server, tmp_path):
             z.write(ds / "JPEGImages" / "bikes" / f"{i:05d}.jpg", f"bikes/{i:05d}.jpg")
     out = c.predict(handle_file(str(frames_zip)), handle_file(str(ds / "annotations.json")), 0, VOCAB,
                     api_name="/add_video")
-    assert "imported 8 tracks" in out[0], out[0]
+    assert "imported 8 tracks" in out["status"], out["status"]
 
 
-def test_sessions_are_separate(server):
-    from gradio_client import Client, handle_file
-
-    url, studio, home = server
-    c1, c2 = Client(url, verbose=False), Client(url, verbose=False)
+def test_sessions_are_separate(app_server):
+    url, studio, home = app_server
+    c1, c2 = NamedClient(url, studio.api), NamedClient(url, studio.api)
     c1.predict("s1", "", api_name="/create_project")
-    out = c1.predict(handle_file(str(bikes())), None, 0.5, VOCAB, api_name="/add_video")
-    pid = out[1]["value"]
+    from gradio_client import handle_file
+
+    pid = c1.predict(handle_file(str(bikes())), None, 0.5, VOCAB, api_name="/add_video")["projects"]["value"]
     c1.predict(3, api_name="/scrub")
     out = c2.predict(api_name="/undo")  # the second session has no video open: it cannot touch the first's
-    assert out[0].startswith("✖")
-    out = c2.predict(pid, api_name="/open_project")  # the same project and video, its own position
+    assert out["status"].startswith("✖")
+    c2.predict(pid, api_name="/open_project")  # the same project and video, its own position
     c2.predict(1, api_name="/scrub")
-    assert c1.predict(api_name="/next")[1]["value"] == 4
-    assert c2.predict(api_name="/next")[1]["value"] == 2
+    assert c1.predict(api_name="/next")["slider"]["value"] == 4
+    assert c2.predict(api_name="/next")["slider"]["value"] == 2

@@ -16,6 +16,7 @@ from app.dashboard import figures as fg  # noqa: E402
 from app.dashboard import loaders as ld  # noqa: E402
 from app.dashboard import main as dm  # noqa: E402
 from app.dashboard import overlay as ov  # noqa: E402
+from ovformer.render import overlay_frame, track_color  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,19 +89,20 @@ def test_dataset_figures(fx):
 def test_overlay_and_timeline(fx):
     res = dsl.load_results(str(fx.runs / "run_a" / "eval" / "results.json"))
     entries = res.by_video[1]
-    items = ov.frame_items(entries, 0, (H, W), {1: "person"})
+    items = ov.frame_items(entries, 0, {1: "person"})
     assert [(i, label) for i, label, _ in items] == [(1, "person 0.90"), (3, "class 3 0.10")]
     assert items[0][2].sum() == 2500  # the 50x50 box of the fixture
     rgb = np.full((H, W, 3), 40, np.uint8)
-    out = ov.overlay_frame(rgb, items[:1])
+    out = overlay_frame(rgb, items[:1])
     r0, r1, c0, c1 = fx.results_box
     assert np.abs(out[r1 - 2, (c0 + c1) // 2].astype(int) - 40).max() > 30
     assert (out[H - 2, W - 2] == 40).all()
-    assert ov.decode_segmentation(None, (H, W)) is None
+    nulls = [{**e, "segmentations": [None] * len(e["segmentations"])} for e in entries]
+    assert ov.frame_items(nulls, 0, {}) == []  # a null frame draws nothing
     tl = _json(fg.timeline_figure(entries, {1: "person", 2: "dog"}, 2, [1, 2]))
     assert [t["name"] for t in tl["data"]] == ["#1 person", "#2 dog"]
     assert list(tl["data"][1]["x"]) == [None, 1, 2] and tl["layout"]["shapes"][0]["x0"] == 2
-    r, g, b = ov.track_color(1)
+    r, g, b = track_color(1)
     assert tl["data"][0]["line"]["color"] == f"rgb({r},{g},{b})"  # the mask's colour
 
 

@@ -91,12 +91,14 @@ def gt_problem(path: str, name: str) -> str | None:
 def warm_up_library() -> threading.Thread:
     """Import ovformer's RLE/render modules in the background, once per server.
 
-    `import ovformer` loads torch (seconds on a busy machine); doing it while the user looks at
+    The results browser needs them (PyAV, pycocotools); importing them while the user looks at
     the first page makes the results browser open at once.
     """
-    from app.dashboard.overlay import _lib
+    def load() -> None:
+        import ovformer.render  # noqa: F401
+        import ovformer.ytvis.rle  # noqa: F401
 
-    t = threading.Thread(target=_lib, name="ovformer-import", daemon=True)
+    t = threading.Thread(target=load, name="ovformer-import", daemon=True)
     t.start()
     return t
 

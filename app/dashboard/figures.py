@@ -1,4 +1,4 @@
-"""Plotly figure builders for the dashboard (pure: data in, go.Figure out).
+"""Plotly figure builders for the dashboard and the app's Fine-tune tab (pure: data in, go.Figure out).
 
 Every figure carries layout.meta = {"chart": <id>} so tests and the browser test can find a
 chart and read back its numbers. Values are passed as Python lists rather than numpy arrays so
@@ -14,11 +14,14 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from ovformer.render import track_color
+
 from app.dashboard.datasets import DatasetSummary, histogram
 from app.dashboard.loaders import SPLIT_KEYS, SUMMARY_KEYS, Report, RunData, sorted_categories
-from app.dashboard.overlay import track_color
 
 PALETTE = qualitative.Plotly
+LOSS_TERMS = ("loss", "loss_ce", "loss_object_ce", "loss_mask", "loss_dice")
+LOOP_KEYS = ("AP", "AP50", "AP75")  # what the closed loop compares
 PARTITION_COLORS = {"base": "#1f77b4", "novel": "#ff7f0e", "all": "#7f7f7f"}
 # Browsers slow down past a few thousand points per trace; long runs are thinned to this.
 MAX_POINTS = 4000
@@ -191,3 +194,46 @@ def timeline_figure(entries: list[dict[str, Any]], names: dict[int, str], frame:
     fig.add_vline(x=frame, line_color="red")
     fig.update_xaxes(title="frame", rangemode="tozero")
     return _layout(fig, "timeline", "Track timeline", height=max(200, 28 * len(track_ids) + 110))
+
+
+# -- one run, as the Fine-tune tab follows it -----------------------------------------------------
+def run_loss_figure(run: RunData) -> go.Figure:
+    """Total loss and its terms over the iterations of one run."""
+    fig = go.Figure()
+    for key in LOSS_TERMS:
+        xs, ys = _thin(*series(run.train, key))
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, name=key, mode="lines+markers",
+                                     line=dict(width=3 if key == "loss" else 1.5)))
+    fig.update_xaxes(title="iteration")
+    fig.update_yaxes(title="loss")
+    return _layout(fig, "run_loss", "Training loss", height=330)
+
+
+def run_map_figure(run: RunData, loop: dict[str, Any] | None = None) -> go.Figure:
+    """Held-out mAP (%) at each evaluation of one run; the closed loop's "before" AP at iteration 0."""
+    fig = go.Figure()
+    for key in LOOP_KEYS:
+        xs, ys = series([r for r in run.evals if r.get(key, -1) >= 0], key, 100.0)  # -1: undefined
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, name=key, mode="lines+markers"))
+    if loop and (loop.get("before") or {}).get("AP", -1) >= 0:
+        fig.add_trace(go.Scatter(x=[0], y=[100 * loop["before"]["AP"]], name="AP before (closed loop)",
+                                 mode="markers", marker=dict(size=11, symbol="diamond")))
+    fig.update_xaxes(title="iteration")
+    fig.update_yaxes(title="%")
+    title = "Held-out mAP (%)" if run.evals or loop else "Held-out mAP (%): none yet"
+    return _layout(fig, "run_map", title, height=330)
+
+
+def closed_loop_figure(loop: dict[str, Any] | None) -> go.Figure:
+    """Held-out AP, AP50, AP75 (%) before vs after fine-tuning, as grouped bars."""
+    fig = go.Figure()
+    if loop:
+        for which, color in (("before", "#9ca3af"), ("after", "#2563eb")):
+            vals = [100 * max(0.0, loop[which].get(k, 0.0)) for k in LOOP_KEYS]
+            fig.add_trace(go.Bar(x=list(LOOP_KEYS), y=vals, name=f"{which}: {loop[f'weights_{which}']}",
+                                 marker_color=color, text=[f"{v:.1f}" for v in vals], textposition="outside",
+                                 cliponaxis=False))  # the label over the tallest bar stays visible
+    return _layout(fig, "closed_loop", "Closed loop: held-out AP before vs after fine-tuning (%)", height=330,
+                   barmode="group")

@@ -12,7 +12,8 @@ from app.dashboard import figures as fg
 from app.dashboard.cache import Folders
 from app.dashboard.datasets import DatasetSummary, load_frame, results_frame_size
 from app.dashboard.loaders import label_for
-from app.dashboard.overlay import frame_items, overlay_frame
+from app.dashboard.overlay import frame_items
+from ovformer.render import overlay_frame
 
 NO_DATASET = "(none: masks on a blank canvas)"
 
@@ -128,7 +129,7 @@ def results_page(folders: Folders) -> None:
                    "segmentations; the evaluator would ignore the extra frames.")
     rgb, from_disk = load_frame(ds.frames_root if ds else None,
                                 file_names[frame] if frame < len(file_names) else None, size)
-    items = frame_items(entries, frame, size, names)
+    items = frame_items(entries, frame, names)
     # Small frames are scaled up so masks stay inspectable; large ones fit the page.
     st.image(overlay_frame(rgb, items), width="stretch" if size[1] >= 640 else 640, output_format="PNG",
              caption=f"frame {frame} of 0-{n_frames - 1}: {len(items)} masks"

@@ -42,3 +42,24 @@ def start(home: Path, extra: list[str] | None = None):
 def table_rows(df) -> list[list]:
     """Rows of a Dataframe value as gradio_client returns it."""
     return df["data"] if isinstance(df, dict) else df.values.tolist()
+
+
+class NamedClient:
+    """gradio_client with every event's outputs by name (``out["tracks"]``, not ``out[4]``):
+    the names are the ones the page registered (``studio.api``)."""
+
+    def __init__(self, url: str, api: dict[str, list[str]], **kw) -> None:
+        from gradio_client import Client
+
+        self.client, self.api = Client(url, verbose=False, **kw), api
+
+    def named(self, api_name: str, out):
+        from app.wiring import named
+
+        return named(self.api, api_name.lstrip("/"), out)
+
+    def predict(self, *args, api_name: str) -> dict:
+        return self.named(api_name, self.client.predict(*args, api_name=api_name))
+
+    def submit(self, *args, api_name: str):
+        return self.client.submit(*args, api_name=api_name)

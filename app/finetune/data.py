@@ -12,8 +12,9 @@ import re
 import shutil
 from pathlib import Path
 
-from . import export as X
-from .store import Store
+from ..annotate import export as X
+from ..annotate.store import Store
+
 
 def list_datasets(root: Path) -> list[str]:
     """Dataset folders (with an annotations.json) under ``root``; half-written exports skipped."""

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
+from ovformer.ytvis.rle import RLE, decode_rle, encode_mask
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
@@ -42,6 +46,24 @@ CREATE INDEX IF NOT EXISTS ops_by_video ON ops(video_id, id);
 """
 
 TRACK_COLUMNS = ("id", "video_id", "label", "score", "alternatives", "source")
+
+
+# The store keeps a mask as the ``counts`` string of its compressed RLE (the size is the
+# video's); these adapt that to ovformer.ytvis.rle, the one encoder/decoder.
+def mask_counts(mask: np.ndarray) -> str | None:
+    """Boolean (H, W) mask -> stored RLE counts, or None when the mask is empty."""
+    m = np.asarray(mask, bool)
+    return encode_mask(m)["counts"] if m.any() else None
+
+
+def counts_rle(counts: str, height: int, width: int) -> RLE:
+    """Stored counts -> the YouTube-VIS segmentation dict."""
+    return {"size": [int(height), int(width)], "counts": counts}
+
+
+def counts_mask(counts: str, height: int, width: int) -> np.ndarray:
+    """Stored counts -> boolean (H, W) mask."""
+    return decode_rle(counts_rle(counts, height, width))
 
 
 @dataclass

@@ -11,12 +11,13 @@ import re
 import shutil
 import zipfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PIL import Image
+
+from ovformer.data.video import VideoDecodeError, open_video
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
@@ -81,47 +82,36 @@ Progress = Callable[[float], None]
 
 def decode_video(path: str | Path, out: Path, fps: float | None, limits: Limits,
                  progress: Progress | None = None) -> Decoded:
-    """Decode with PyAV keeping about ``fps`` frames per second (None = every frame)."""
-    import av  # local import: only needed here
-
+    """Decode through :func:`ovformer.data.video.open_video` (rotation, variable frame rate and
+    its one frame-rate rule: the first frame at or after each tick of an ``fps`` clock; None =
+    every frame), then store the frames as JPEG files, downscaled to ``limits.max_side``."""
     check_upload(path, limits)
+    name = Path(path).name
     try:
-        container = av.open(str(path))
-    except Exception as e:  # av raises many error types for corrupt input
-        raise MediaError(f"{Path(path).name} is not a readable video ({type(e).__name__}: {e})") from None
-    with container:
-        if not container.streams.video:
-            raise MediaError(f"{Path(path).name} has no video stream")
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or stream.guessed_rate or 25)
-        duration = (float(container.duration) / 1e6 if container.duration
-                    else float(stream.duration * stream.time_base) if stream.duration else None)
-        if duration and duration > limits.max_duration_s:
-            raise MediaError(f"{Path(path).name} lasts {duration:.0f} s; the limit is {limits.max_duration_s:.0f} s "
-                             "(trim it, or start the app with --max-duration)")
-        keep_fps = min(rate, fps) if fps else rate
-        step = Fraction(1, 1) / Fraction(keep_fps).limit_denominator(1000)
-        next_t, n, size = Fraction(0), 0, None
-        try:
-            for frame in container.decode(stream):
-                t = Fraction(frame.pts * stream.time_base) if frame.pts is not None else next_t
-                if t + Fraction(1, 1000) < next_t:
-                    continue
-                next_t += step
-                img = _fit(frame.to_image(), limits.max_side)
-                size = img.size
-                img.save(out / f"{n:05d}.jpg", quality=92)
-                n += 1
-                if progress and duration and n % 5 == 0:
-                    progress(min(1.0, float(t) / duration))
-                if n >= limits.max_frames:
-                    break
-        except Exception as e:
-            if n == 0:
-                raise MediaError(f"{Path(path).name} could not be decoded ({type(e).__name__}: {e})") from None
-            # a truncated tail: keep what decoded, the page says how many frames came out
-        if n == 0 or size is None:
-            raise MediaError(f"{Path(path).name} contains no decodable frames")
+        src = open_video(path, fps=fps or None, max_frames=limits.max_frames)
+    except VideoDecodeError as e:
+        raise MediaError(f"{name} is not a readable video ({e.problem})") from None
+    duration = src.info.duration_s
+    if duration and duration > limits.max_duration_s:
+        raise MediaError(f"{name} lasts {duration:.0f} s; the limit is {limits.max_duration_s:.0f} s "
+                         "(trim it, or start the app with --max-duration)")
+    n, size = 0, None
+    try:
+        for frame in src:
+            img = _fit(Image.fromarray(frame.rgb), limits.max_side)
+            size = img.size
+            img.save(out / f"{n:05d}.jpg", quality=92)
+            n += 1
+            if progress and duration and n % 5 == 0:
+                progress(min(1.0, frame.time_s / duration))
+    except VideoDecodeError as e:
+        if n == 0:
+            raise MediaError(f"{name} could not be decoded ({e.problem})") from None
+        # a truncated tail: keep what decoded, the page says how many frames came out
+    if n == 0 or size is None:
+        raise MediaError(f"{name} contains no decodable frames")
+    rate = src.info.fps or 25.0
+    keep_fps = min(rate, fps) if fps else rate
     return Decoded(out, size[0], size[1], n, float(keep_fps), [f"{i:05d}.jpg" for i in range(n)])
 
 

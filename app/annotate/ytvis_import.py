@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import masks as M
+from ovformer.ytvis.rle import rle_area, to_json_rle
+
+from .store import counts_mask, mask_counts
 
 
 class ImportError_(ValueError):
@@ -56,12 +58,23 @@ def _pick_video(videos: list[dict], name: str, n: int) -> dict:
                        "zip named after the json's video folder, or a json with one video")
 
 
+def to_counts(seg: dict | list | None, height: int, width: int) -> str | None:
+    """Any YouTube-VIS segmentation (compressed/uncompressed RLE or polygons) -> stored counts;
+    None when it is empty. Raises ValueError when its size is not the video's."""
+    if not seg:
+        return None
+    rle = to_json_rle(seg, height, width)
+    if list(rle["size"]) != [height, width]:
+        raise ValueError(f"mask size {list(rle['size'])} does not match the video ({height}x{width})")
+    return rle["counts"] if rle_area(rle) else None
+
+
 def _resample(counts: str | None, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> str | None:
     if counts is None or src_hw == dst_hw:
         return counts
-    m = M.decode(counts, *src_hw)
+    m = counts_mask(counts, *src_hw)
     img = Image.fromarray(m.astype(np.uint8) * 255).resize((dst_hw[1], dst_hw[0]), Image.NEAREST)
-    return M.encode(np.asarray(img) > 127)
+    return mask_counts(np.asarray(img) > 127)
 
 
 def _frames(segs: list, src_hw: tuple[int, int], dst_hw: tuple[int, int], n: int) -> dict[int, str]:
@@ -69,7 +82,7 @@ def _frames(segs: list, src_hw: tuple[int, int], dst_hw: tuple[int, int], n: int
     out: dict[int, str] = {}
     L = len(segs)
     for j, seg in enumerate(segs):
-        counts = M.to_counts(seg, *src_hw)
+        counts = to_counts(seg, *src_hw)
         if counts is None:
             continue
         f = j if L == n else int(round(j * (n - 1) / max(1, L - 1)))

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..annotate.store import Store
+from ..hub import ModelHub, ModelSpec
 from .closed_loop import ClosedLoopRunner, LoopJob, loop_settings, read_closed_loop
-from .finetune_data import export_videos, list_datasets, preset_of_checkpoint, without_videos
-from .prelabel import ModelSpec, PredictorHub
-from .store import Store
+from .data import export_videos, list_datasets, preset_of_checkpoint, without_videos
 
 RECORD = "finetune.json"
 CPU_ITERS, CPU_MAX_BATCH = 50, 2  # a CPU run the user can watch to the end in minutes
@@ -75,7 +75,7 @@ class RunView:
 class FineTuner:
     """Starts and follows the app's training runs (one at a time: they use the whole machine)."""
 
-    def __init__(self, home: Path, datasets_root: Path, store: Store, hub: PredictorHub) -> None:
+    def __init__(self, home: Path, datasets_root: Path, store: Store, hub: ModelHub) -> None:
         self.runs_root = Path(home) / "runs"
         self.datasets_root = Path(datasets_root)
         self.store, self.hub = store, hub
@@ -255,8 +255,8 @@ class FineTuner:
         view = self.view(name)
         if view.final is None:
             raise FineTuneError(f"run **{name}** has no final checkpoint yet ({view.state})")
-        pred = self.hub.load(ModelSpec(**view.record["after"]["spec"]))
-        return str(getattr(pred, "weights_label", "") or self.hub.label())
+        self.hub.load(ModelSpec(**view.record["after"]["spec"]))
+        return self.hub.label()
 
     def closed_loop(self, name: str) -> LoopJob:
         view = self.view(name)

@@ -14,8 +14,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from . import masks as M
-from .store import Store
+from ovformer.ytvis.rle import rle_area
+
+from .store import Store, counts_mask, counts_rle, mask_counts
 
 HISTORY = 200  # undo steps kept per video (the issue asks for at least 50)
 
@@ -65,7 +66,7 @@ def _put_mask(c: sqlite3.Connection, video_id: int, tid: int, frame: int, rle: s
         return
     h, w = c.execute("SELECT height, width FROM videos WHERE id=?", (video_id,)).fetchone()
     c.execute("INSERT OR REPLACE INTO masks(video_id, track_id, frame, rle, area) VALUES (?,?,?,?,?)",
-              (video_id, tid, frame, rle, M.area(rle, h, w)))
+              (video_id, tid, frame, rle, rle_area(counts_rle(rle, h, w))))
 
 
 class Editor:
@@ -190,7 +191,7 @@ class Editor:
             for f, rle in theirs.items():
                 mine = c.execute("SELECT rle FROM masks WHERE track_id=? AND frame=?", (keep, f)).fetchone()
                 if mine is not None:
-                    rle = M.encode(M.decode(mine["rle"], h, w) | M.decode(rle, h, w))
+                    rle = mask_counts(counts_mask(mine["rle"], h, w) | counts_mask(rle, h, w))
                 _put_mask(c, vid, keep, f, rle)
             c.execute("DELETE FROM masks WHERE track_id=?", (other,))
             c.execute("DELETE FROM tracks WHERE id=?", (other,))
@@ -216,13 +217,13 @@ class Editor:
 
     def set_mask(self, track_id: int, frame: int, mask: np.ndarray) -> None:
         """Replace the track's mask on one frame (paint/erase result); empty removes it."""
-        rle = M.encode(mask)
+        rle = mask_counts(mask)
         self._op(self._video_of(track_id), "paint", [(track_id, [frame])],
                  lambda c: _put_mask(c, self._video_of(track_id), track_id, frame, rle))
 
     def add_track(self, video_id: int, label: str, frame: int, mask: np.ndarray) -> int:
         """A new manual track whose first mask is ``mask`` on ``frame``."""
-        rle = M.encode(mask)
+        rle = mask_counts(mask)
         if rle is None:
             raise EditError("paint the new object on the frame first (the mask is empty)")
         if not label.strip():

@@ -6,7 +6,6 @@ into a temporary folder and renamed into place so that a crash never leaves half
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,8 +14,11 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from . import masks as M
-from .store import Store
+from ovformer.vocab import Category
+from ovformer.ytvis.io import Annotation, GroundTruth, Video, annotation_from_rles, write_gt
+from ovformer.ytvis.results import write_results as write_ytvis_results
+
+from .store import Store, counts_mask, counts_rle
 
 Progress = Callable[[float, str], None]
 
@@ -31,42 +33,41 @@ def categories_for(store: Store, project_id: int) -> list[str]:
     return names
 
 
-def ground_truth(store: Store, project_id: int) -> dict:
-    """The project as a YouTube-VIS ground-truth dict (one annotation per track)."""
+def project_gt(store: Store, project_id: int) -> GroundTruth:
+    """The project as YouTube-VIS ground truth: one annotation per track with masks, built by
+    :func:`ovformer.ytvis.io.annotation_from_rles` from the stored RLEs (nothing is decoded)."""
     cats = categories_for(store, project_id)
     cat_id = {n: i + 1 for i, n in enumerate(cats)}
-    videos, anns = [], []
+    videos: list[Video] = []
+    anns: list[Annotation] = []
     for vi, v in enumerate(store.videos(project_id), start=1):
-        videos.append({"id": vi, "width": v.width, "height": v.height, "length": v.num_frames,
-                       "file_names": [f"{v.name}/{i:05d}.jpg" for i in range(v.num_frames)]})
+        videos.append(Video(vi, v.width, v.height, [f"{v.name}/{i:05d}.jpg" for i in range(v.num_frames)]))
         per_track = store.video_masks(v.id)
         for t in store.tracks(v.id):
             ms = per_track.get(t.id, {})
             if not ms:
                 continue
-            segs, areas, boxes = [None] * v.num_frames, [None] * v.num_frames, [None] * v.num_frames
-            for f, counts in ms.items():
-                segs[f] = M.rle_dict(counts, v.height, v.width)
-                areas[f] = M.area(counts, v.height, v.width)
-                boxes[f] = M.bbox(counts, v.height, v.width)
-            anns.append({"id": len(anns) + 1, "video_id": vi, "category_id": cat_id[t.label], "iscrowd": 0,
-                         "height": v.height, "width": v.width, "length": 1,
-                         "segmentations": segs, "areas": areas, "bboxes": boxes})
-    return {"info": {"description": f"OVFormer Studio export of {store.project_name(project_id)}",
-                     "date_created": time.strftime("%Y-%m-%d %H:%M:%S")},
-            "videos": videos, "annotations": anns,
-            "categories": [{"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(cats)]}
+            rles = [counts_rle(ms[f], v.height, v.width) if f in ms else None for f in range(v.num_frames)]
+            ann = annotation_from_rles(len(anns) + 1, vi, cat_id[t.label], rles)
+            ann.extra.update(height=v.height, width=v.width, length=1)
+            anns.append(ann)
+    info = {"description": f"OVFormer Studio export of {store.project_name(project_id)}",
+            "date_created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return GroundTruth(videos, [Category(i + 1, n, supercategory="object") for i, n in enumerate(cats)],
+                       anns, {"info": info})
+
+
+def ground_truth(store: Store, project_id: int) -> dict:
+    """The project as a YouTube-VIS ground-truth dict (one annotation per track)."""
+    return project_gt(store, project_id).to_dict()
 
 
 def results(store: Store, project_id: int) -> list[dict]:
     """The project as a YouTube-VIS results list (video ids as in :func:`ground_truth`)."""
-    gt = ground_truth(store, project_id)
-    out = []
+    gt = project_gt(store, project_id)
     tracks = [t for v in store.videos(project_id) for t in store.tracks(v.id) if t.frames]
-    for a, t in zip(gt["annotations"], tracks):
-        out.append({"video_id": a["video_id"], "category_id": a["category_id"], "score": float(t.score),
-                    "segmentations": a["segmentations"]})
-    return out
+    return [{"video_id": a.video_id, "category_id": a.category_id, "score": float(t.score),
+             "segmentations": a.segmentations} for a, t in zip(gt.annotations or [], tracks)]
 
 
 def dataset_dir_name(project_name: str) -> str:
@@ -75,7 +76,7 @@ def dataset_dir_name(project_name: str) -> str:
 
 def export_dataset(store: Store, project_id: int, datasets_root: Path, progress: Progress | None = None) -> Path:
     """Write ``<datasets_root>/<project>/`` (annotations.json + JPEGImages) and return it."""
-    gt = ground_truth(store, project_id)
+    gt = project_gt(store, project_id)
     final = Path(datasets_root) / dataset_dir_name(store.project_name(project_id))
     tmp = final.with_name(final.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -87,8 +88,7 @@ def export_dataset(store: Store, project_id: int, datasets_root: Path, progress:
             shutil.copyfile(store.frame_path(v.id, i), dst / f"{i:05d}.jpg")
         if progress:
             progress((k + 1) / (len(vids) + 1), f"copied frames of {v.name}")
-    with open(tmp / "annotations.json", "w", encoding="utf-8") as f:
-        json.dump(gt, f)
+    write_gt(tmp / "annotations.json", gt)
     old = final.with_name(final.name + f".old{os.getpid()}")
     if final.exists():
         os.replace(final, old)
@@ -107,9 +107,8 @@ def zip_folder(folder: Path, zip_path: Path) -> Path:
 
 
 def write_results(store: Store, project_id: int, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(results(store, project_id), f)
+    """The results layout (with each track's score) at ``path``."""
+    write_ytvis_results(path, results(store, project_id))
     return path
 
 
@@ -124,7 +123,7 @@ def render_video(store: Store, video_id: int, path: Path, hidden: set[int] = fro
     per_track = store.video_masks(video_id)
 
     def items(i: int) -> list:
-        return [(tid, tracks[tid].label, M.decode(per_track[tid][i], v.height, v.width))
+        return [(tid, tracks[tid].label, counts_mask(per_track[tid][i], v.height, v.width))
                 for tid in tracks if i in per_track.get(tid, {})]
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = (load_frame(store.frame_path(video_id, i)) for i in range(v.num_frames))

@@ -23,12 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-from PIL import Image
+from ovformer.ytvis.dataset import find_annotation_file, load_dataset_folder
 
-from ovformer.vocab import Vocabulary
-
-from .prelabel import ModelSpec, PredictorHub
+from ..hub import ModelHub, ModelSpec
 
 LOOP_FILE = "closed_loop.json"
 SUMMARY = ("AP", "AP50", "AP75")
@@ -57,50 +54,35 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)  # a poller never reads half a file
 
 
-def predict_folder(predictor: Any, data: dict, image_root: Path, settings: dict[str, int],
-                   on_video: Callable[[], None] | None = None) -> list[dict]:
-    """YouTube-VIS results of ``predictor`` on every video of a dataset, with the dataset's
-    categories as the vocabulary (ids kept). The predictor's settings are restored after."""
-    saved = {k: getattr(predictor, k) for k in settings}
-    try:
-        for k, v in settings.items():
-            setattr(predictor, k, v)
-        predictor.set_vocabulary(Vocabulary.from_categories(data["categories"]))
-        results: list[dict] = []
-        for video in data["videos"]:
-            frames = (np.asarray(Image.open(image_root / f).convert("RGB")) for f in video["file_names"])
-            results.extend(predictor.predict(frames, num_frames=len(video["file_names"])).results(video["id"]))
-            if on_video is not None:
-                on_video()
-    finally:
-        for k, v in saved.items():
-            setattr(predictor, k, v)
-    return results
-
-
-def run_closed_loop(hub: PredictorHub, run_dir: Path, record: dict,
+def run_closed_loop(hub: ModelHub, run_dir: Path, record: dict,
                     on_step: Callable[[str | None], None] | None = None) -> dict[str, Any]:
     """Re-label and score the held-out set before and after; write the files; return closed_loop.json.
-    ``on_step`` gets a message when a model starts and None after each video."""
-    from ovformer.ytvis.evaluate import evaluate
-    from training.data import load_ytvis_folder
+    ``on_step`` gets a message when a model starts and None after each video.
 
-    folder = load_ytvis_folder(record["heldout"]["dir"])
-    out: dict[str, Any] = {"videos": [Path(v["file_names"][0]).parent.name for v in folder.videos],
+    Both models go through :func:`ovformer.evaluation.predict_dataset` (the held-out set's own
+    categories as the vocabulary) with the same :class:`PredictOptions`, then
+    :func:`ovformer.ytvis.evaluate.evaluate`: the predict-and-score the CLI and training use.
+    """
+    from ovformer.evaluation import predict_dataset
+    from ovformer.inference.predictor import PredictOptions
+    from ovformer.ytvis.evaluate import evaluate
+
+    folder = load_dataset_folder(record["heldout"]["dir"])
+    options = PredictOptions(**record["loop"])
+    out: dict[str, Any] = {"videos": [Path(v.file_names[0]).parent.name for v in folder.gt.videos],
                            "heldout": record["heldout"], "settings": record["loop"]}
     for which in ("before", "after"):
         spec = ModelSpec(**record[which]["spec"])
         if on_step:
-            on_step(f"re-labelling {len(folder.videos)} held-out videos with the weights {which} fine-tuning")
+            on_step(f"re-labelling {len(folder.gt.videos)} held-out videos with the weights {which} fine-tuning")
         with hub.lock:  # one model run at a time, and the app's predictor may be this one
-            pred = hub.predictor_for(spec)
-            results = predict_folder(pred, folder.data, folder.image_root, record["loop"],
-                                     (lambda: on_step(None)) if on_step else None)
-            label = str(getattr(pred, "weights_label", "") or spec.describe())
-        metrics = evaluate(folder.data, results)
+            predictor = hub.predictor_for(spec)
+            results = predict_dataset(predictor, folder, options=options,
+                                      on_video=(lambda done, total: on_step(None)) if on_step else None)
+        metrics = evaluate(folder.gt.to_dict(), results)
         _write_json(run_dir / "closed_loop" / f"{which}_results.json", results)
         _write_json(run_dir / "eval" / f"closed_loop_{which}.json", metrics)
-        out[which], out[f"weights_{which}"] = metrics, label
+        out[which], out[f"weights_{which}"] = metrics, predictor.weights_label or spec.describe()
     out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     _write_json(run_dir / LOOP_FILE, out)
     return out
@@ -125,7 +107,7 @@ class LoopJob:
 class ClosedLoopRunner:
     """One closed loop per run at a time; a second request joins the running one."""
 
-    def __init__(self, hub: PredictorHub) -> None:
+    def __init__(self, hub: ModelHub) -> None:
         self.hub = hub
         self.jobs: dict[str, LoopJob] = {}
         self._lock = threading.Lock()
@@ -166,6 +148,4 @@ class ClosedLoopRunner:
 
 
 def _annotation_file(record: dict) -> Path:
-    from training.data import find_annotation_file
-
     return Path(find_annotation_file(record["heldout"]["dir"]))

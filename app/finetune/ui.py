@@ -1,6 +1,7 @@
 """The Fine-tune tab: choose data, start a run, watch it, load the result, compare before/after.
 
-Layout and wiring only (logic: :mod:`app.finetune`, :mod:`app.closed_loop`). A ``gr.Timer``
+Layout and wiring only (logic: :mod:`app.finetune.service`, :mod:`app.finetune.closed_loop`;
+figures: :mod:`app.dashboard.figures`, shared with the dashboard). A ``gr.Timer``
 polls the run folder once a second while something moves; figures are re-sent only when new
 metrics arrived, so the plots do not flicker. Every event has an ``api_name`` (``/ft_*``) so
 gradio_client drives what the page drives, and every component an ``elem_id``.
@@ -11,49 +12,20 @@ import time
 from typing import Any
 
 import gradio as gr
-import plotly.graph_objects as go
 
-from .closed_loop import SUMMARY
-from .finetune import FineTuneError, FineTuner, RunView, StartRequest
+from ..dashboard.figures import LOOP_KEYS, closed_loop_figure, run_loss_figure, run_map_figure
+from ..dashboard.loaders import RunData, split_metrics
+from ..wiring import Wiring
+from .service import FineTuneError, FineTuner, RunView, StartRequest
 
-LOSS_TERMS = ("loss", "loss_ce", "loss_object_ce", "loss_mask", "loss_dice")
 MOVING = ("starting", "running", "evaluating")
 LOOP_HEADERS = ["metric", "before", "after", "change"]
 
 
-def _layout(fig: go.Figure, title: str, ytitle: str) -> go.Figure:
-    fig.update_layout(title=title, height=330, margin=dict(l=50, r=10, t=40, b=40), xaxis_title="iteration",
-                      yaxis_title=ytitle, legend=dict(orientation="h", y=-0.3, yanchor="top"),
-                      template="plotly_white")
-    return fig
-
-
-def loss_figure(metrics: list[dict]) -> go.Figure:
-    """Total loss and its terms over iterations, as logged in metrics.jsonl."""
-    rows = [r for r in metrics if "loss" in r and "eval" not in r]
-    fig = go.Figure()
-    for key in LOSS_TERMS:
-        pts = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]
-        if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=key, mode="lines+markers",
-                                     line=dict(width=3 if key == "loss" else 1.5)))
-    return _layout(fig, "Training loss", "loss")
-
-
-def map_figure(metrics: list[dict], loop: dict | None = None) -> go.Figure:
-    """Held-out mAP (%) at each evaluation; the closed loop's "before" AP at iteration 0."""
-    evals = [r for r in metrics if isinstance(r.get("eval"), dict)]
-    fig = go.Figure()
-    for key in SUMMARY:
-        # -1 = undefined (no GT of that kind): not a point; 0.0 is one
-        pts = [(r["iteration"], 100 * r["eval"][key]) for r in evals if (r["eval"].get(key) is not None
-                                                                         and r["eval"][key] >= 0)]
-        if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=key, mode="lines+markers"))
-    if loop and (loop.get("before") or {}).get("AP", -1) >= 0:
-        fig.add_trace(go.Scatter(x=[0], y=[100 * loop["before"]["AP"]], name="AP before (closed loop)",
-                                 mode="markers", marker=dict(size=11, symbol="diamond")))
-    return _layout(fig, "Held-out mAP (%)" if evals or loop else "Held-out mAP (%): none yet", "%")
+def run_data(v: RunView) -> RunData:
+    """The run's metrics.jsonl records as the figures take them (training and eval rows)."""
+    train, evals = split_metrics(v.metrics)
+    return RunData(name=v.name, path="", train=train, evals=evals)
 
 
 def loop_rows(loop: dict | None) -> list[list[Any]]:
@@ -61,24 +33,10 @@ def loop_rows(loop: dict | None) -> list[list[Any]]:
     if not loop:
         return []
     rows = []
-    for k in SUMMARY:
+    for k in LOOP_KEYS:
         b, a = loop["before"].get(k, -1), loop["after"].get(k, -1)
         rows.append([k, f"{100 * b:.1f}", f"{100 * a:.1f}", f"{100 * (a - b):+.1f}" if min(a, b) >= 0 else "n/a"])
     return rows
-
-
-def loop_figure(loop: dict | None) -> go.Figure:
-    fig = go.Figure()
-    if loop:
-        for which, color in (("before", "#9ca3af"), ("after", "#2563eb")):
-            vals = [100 * max(0.0, loop[which].get(k, 0.0)) for k in SUMMARY]
-            fig.add_trace(go.Bar(x=list(SUMMARY), y=vals, name=f"{which}: {loop[f'weights_{which}']}",
-                                 marker_color=color, text=[f"{v:.1f}" for v in vals], textposition="outside",
-                                 cliponaxis=False))  # the label over the tallest bar stays visible
-    fig.update_layout(barmode="group", title="Closed loop: held-out AP before vs after fine-tuning (%)",
-                      height=330, margin=dict(l=50, r=10, t=60, b=40), template="plotly_white",
-                      legend=dict(orientation="h", y=-0.2))
-    return fig
 
 
 def progress_html(v: RunView | None) -> str:
@@ -133,7 +91,7 @@ def status_text(v: RunView) -> str:
     return text
 
 
-def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
+def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) -> None:
     """The tab's contents; call inside ``with gr.Tab(...)``. ``banner`` is the page's weights banner."""
     gr.Markdown("Fine-tune the model on datasets exported from your projects, then check on held-out "
                 "**reviewed** videos whether it got better (the closed loop).")
@@ -186,6 +144,10 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
                 loop_plot = gr.Plot(label="Before vs after", elem_id="ft_loop_plot", scale=3)
     timer = gr.Timer(1.0, active=False)
     seen = gr.State({})
+    w.name({"banner": banner, "model": model_md, "datasets": datasets, "project": project, "heldout": heldout,
+            "heldout_ds": heldout_ds, "note": note, "iters": iters, "batch": batch, "eval_every": eval_every,
+            "run": run, "status": status, "progress": progress, "loss_plot": loss_plot, "map_plot": map_plot,
+            "load": load, "loop_btn": loop_btn, "loop_table": loop_df, "loop_plot": loop_plot, "timer": timer})
 
     def lists(proj: Any = None) -> tuple:
         projects = [(n, i) for i, n in ft.store.projects()]
@@ -205,8 +167,8 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
         return (*out[:4], gr.Dropdown(choices=runs, value=ft.active() or (runs[0] if runs else None)), out[5],
                 d["note"], d["iters"], d["batch"], d["eval_every"], gr.Timer(active=bool(runs)))
 
-    refresh.click(lists, [project], list_out, api_name="ft_refresh")
-    project.input(lambda p: gr.Dropdown(choices=ft.reviewed_videos(p), value=[]), [project], [heldout],
+    w.on(refresh.click, lists, [project], list_out, api_name="ft_refresh")
+    w.on(project.input, lambda p: gr.Dropdown(choices=ft.reviewed_videos(p), value=[]), [project], [heldout],
                   api_name="ft_project")
     demo.load(on_load, None, [*list_out, note, iters, batch, eval_every, timer], api_visibility="private")
 
@@ -219,7 +181,7 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
         except FineTuneError as e:
             return f"✖ {e} (nothing was started)", gr.Dropdown(), gr.Timer()
         return (f"⏳ **{started}** started", gr.Dropdown(choices=ft.runs(), value=started), gr.Timer(active=True))
-    start.click(do_start, [datasets, project, heldout, heldout_ds, iters, batch, lr, min_size, eval_every,
+    w.on(start.click, do_start, [datasets, project, heldout, heldout_ds, iters, batch, lr, min_size, eval_every,
                            loop_size, auto, name], [status, run, timer], api_name="ft_start")
 
     poll_out = [status, progress, loss_plot, map_plot, load, loop_btn, loop_df, loop_plot, seen, timer]
@@ -239,23 +201,23 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
         moving = v.state in MOVING or loop_pending or (v.loop is not None and not v.loop.finished)
         done = v.final is not None
         return (status_text(v), progress_html(v),
-                loss_figure(v.metrics) if new else gr.skip(),
-                map_figure(v.metrics, v.loop_result) if new else gr.skip(),
+                run_loss_figure(run_data(v)) if new else gr.skip(),
+                run_map_figure(run_data(v), v.loop_result) if new else gr.skip(),
                 gr.Button(interactive=done),
                 gr.Button(interactive=done and bool(v.record.get("heldout", {}).get("kind"))),
-                loop_rows(v.loop_result) if new else gr.skip(), loop_figure(v.loop_result) if new else gr.skip(),
+                loop_rows(v.loop_result) if new else gr.skip(), closed_loop_figure(v.loop_result) if new else gr.skip(),
                 key, gr.Timer(active=bool(moving)))
 
-    timer.tick(lambda n, s: render(n, s, False), [run, seen], poll_out, api_name="ft_poll",
+    w.on(timer.tick, lambda n, s: render(n, s, False), [run, seen], poll_out, api_name="ft_poll",
                show_progress="hidden", concurrency_limit=None)
-    run.input(lambda n, s: render(n, s, True), [run, seen], poll_out, api_name="ft_view", show_progress="hidden")
+    w.on(run.input, lambda n, s: render(n, s, True), [run, seen], poll_out, api_name="ft_view", show_progress="hidden")
 
     def do_stop(name: str | None) -> str:
         try:
             return ft.stop(name)
         except FineTuneError as e:
             return f"✖ {e}"
-    stop.click(do_stop, [run], [status], api_name="ft_stop")
+    w.on(stop.click, do_stop, [run], [status], api_name="ft_stop")
 
     def do_load(name: str | None) -> tuple:
         try:
@@ -266,7 +228,7 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
             return f"✖ could not load the fine-tuned model ({type(e).__name__}: {e})", gr.Markdown(), gr.Markdown()
         return (f"✔ pre-labelling now uses the fine-tuned weights `{label}`", ft.hub.banner(),
                 lists()[5])
-    load.click(do_load, [run], [status, banner, model_md], api_name="ft_load")
+    w.on(load.click, do_load, [run], [status, banner, model_md], api_name="ft_load")
 
     def do_loop(name: str | None, seen_: dict):
         try:
@@ -278,4 +240,4 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks) -> None:
             yield {status: f"⏳ closed loop: {job.message} ({job.done}/{job.total} videos)"}
             time.sleep(0.3)
         yield dict(zip(poll_out, render(name, seen_, True)))
-    loop_btn.click(do_loop, [run, seen], poll_out, api_name="ft_closed_loop", show_progress_on=[status])
+    w.on(loop_btn.click, do_loop, [run, seen], poll_out, api_name="ft_closed_loop", show_progress_on=[status])

@@ -1,4 +1,7 @@
-"""What the review panel shows: overlaid frames, the track table, the timeline, the review queue."""
+"""What the review panel shows: overlaid frames, the track table, the timeline, the review queue.
+
+Pure drawing (numpy, pandas, plotly; no Gradio): the annotate service calls these, the UI only
+places their results."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from ovformer.render import overlay_frame, track_color
 
-from . import masks as M
 from .media import load_frame
-from .store import Store, TrackRow, VideoRow
+from .store import Store, TrackRow, VideoRow, counts_mask
 
 TABLE_HEADERS = ["id", "class", "score", "frames", "span", "alternatives (top-3)", "shown"]
 
@@ -25,7 +27,7 @@ def overlay(store: Store, video: VideoRow, frame: int, tracks: dict[int, TrackRo
     for tid, counts in sorted(masks.items()):
         if tid in tracks:
             mark = " (selected)" if tid == selected else ""
-            items.append((tid, f"{tracks[tid].label}{mark}", M.decode(counts, video.height, video.width)))
+            items.append((tid, f"{tracks[tid].label}{mark}", counts_mask(counts, video.height, video.width)))
     return overlay_frame(rgb, items)
 
 

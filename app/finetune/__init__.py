@@ -1,0 +1,1 @@
+"""Fine-tuning from the app: runs on exported datasets, held-out videos, the closed loop (services + the tab)."""
