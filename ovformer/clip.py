@@ -306,15 +306,19 @@ def _load_local(path: Path, cfg: dict[str, Any]) -> torch.nn.Module:
 def _load_openai(cache_dir: str | None) -> torch.nn.Module:
     import open_clip
 
+    # open_clip asks the hub for the file, which with HF_HUB_OFFLINE=1 (the app, `make run`)
+    # answers from the cache only; ovformer.clip_weights.download_clip_weights fills that cache
+    # on request without lifting the switch for anyone else.
     try:
         model = open_clip.create_model(_ARCH, pretrained="openai", cache_dir=cache_dir, require_pretrained=True)
     except Exception as exc:  # open_clip wraps every download failure in RuntimeError
+        from .clip_weights import CLIP_OPENAI, get_clip_entry, missing_message
+
+        entry = get_clip_entry(CLIP_OPENAI)
         raise ClipWeightsNotFoundError(
-            "CLIP weights 'openai' (ViT-B/32) are not cached and could not be downloaded.\n"
-            "  they are fetched by open_clip from the Hugging Face Hub repo "
-            "'timm/vit_base_patch32_clip_224.openai' into "
-            f"{cache_dir or '~/.cache/huggingface/hub'} (HF_HUB_OFFLINE=1 forbids that);\n"
-            "  or download OpenAI's file https://openaipublic.azureedge.net/clip/models/"
+            missing_message(entry, cache_dir, "are not cached and could not be downloaded (HF_HUB_OFFLINE=1 forbids "
+                            "open_clip to)") + "\n"
+            "  or download OpenAI's own file https://openaipublic.azureedge.net/clip/models/"
             "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt\n"
             "  and pass it with --clip /path/to/ViT-B-32.pt, or use --clip random for an "
             f"untrained CLIP (results are then meaningless).\n  cause: {exc}"

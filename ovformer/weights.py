@@ -1,6 +1,6 @@
-"""Registry, cache and download of the released OVFormer checkpoints and DetPro prompts.
+"""Registry and cache of the files the released OVFormer models need.
 
-Two kinds of entries:
+Three kinds of entries:
 
 - ``"checkpoint"`` (:class:`WeightsEntry`): the four official OVFormer checkpoints on Google
   Drive (ids from the official README). Each entry keeps the preprocessing its model was
@@ -9,11 +9,14 @@ Two kinds of entries:
 - ``"prompts"`` (:class:`PromptsEntry`): DetPro's learned prompt contexts, the files the
   released classifiers were built from (see :mod:`ovformer.detpro`). They were released as a
   Google Drive *folder*, so the entry names the folder and the files needed from it.
+- ``"clip"``: OpenAI's CLIP ViT-B/32 weights, in :mod:`ovformer.clip_weights` (they live in
+  the Hugging Face Hub cache, where open_clip looks for them).
 
 Files are cached in ``ovformer_home() / "weights"`` (a prompt set in a sub-folder named after
 the entry). Sizes and SHA-256 digests were not published; the first successful download
 records them in ``known_hashes.json`` beside the files and every later download of that
-file is checked against the record.
+file is checked against the record. The fetching itself is :mod:`ovformer.download` (gdown,
+huggingface_hub); what a model needs, and getting it in one go, is :mod:`ovformer.model_files`.
 
 Example:
     >>> path = resolve_weights("r50-lvvis", download=False)  # doctest: +SKIP
@@ -22,30 +25,22 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import html
 import json
 import os
-import re
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-from tqdm.auto import tqdm
+from typing import Any, Callable, Union
 
 __all__ = [
     "DETPRO_LVIS", "PromptsEntry", "WeightsDownloadError", "WeightsEntry", "WeightsNotFoundError",
-    "download_prompts", "download_weights", "get_prompts_entry", "get_weights_entry",
-    "list_prompt_sets", "list_pretrained", "ovformer_home", "prompts_dir", "resolve_prompts",
-    "resolve_weights", "weights_path",
+    "download_prompts", "download_weights", "downloads_forbidden", "get_prompts_entry", "get_weights_entry",
+    "list_prompt_sets", "list_pretrained",
+    "ovformer_home", "prompt_problems", "prompts_dir", "resolve_prompts", "resolve_weights", "weights_path",
 ]
 
-_GDRIVE_UC = "https://drive.google.com/uc"
-_GDRIVE_FOLDER_VIEW = "https://drive.google.com/embeddedfolderview"
-_CHUNK = 1 << 20
-_USER_AGENT = "ovformer-studio/0.1 (python urllib)"
+# what download_weights/download_prompts accept as progress: a terminal bar (True), nothing
+# (False) or a callback taking ovformer.download.DownloadProgress
+Progress = Union[bool, Callable[[Any], None]]
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -53,7 +48,15 @@ class WeightsNotFoundError(FileNotFoundError):
 
 
 class WeightsDownloadError(RuntimeError):
-    """A download failed, or the downloaded file does not match its recorded size/hash."""
+    """A download failed, or the downloaded file does not match its recorded size/hash.
+
+    Attributes:
+        reason: ``"network"`` (no network, host unreachable, connection cut), ``"quota"``
+            (Google Drive sent a web page instead of the file), ``"disk-full"``,
+            ``"verification"`` (size/SHA-256 differ from the record), ``"offline"`` or ``"other"``.
+    """
+
+    reason: str = "other"
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ _PROMPT_SETS: dict[str, PromptsEntry] = {
 }
 
 
+
 def ovformer_home() -> Path:
     """Root of OVFormer's cache: ``$OVFORMER_HOME``, default ``~/.cache/ovformer``."""
     return Path(os.environ.get("OVFORMER_HOME") or Path.home() / ".cache" / "ovformer").expanduser()
@@ -152,6 +156,15 @@ def _weights_dir() -> Path:
 
 def _hashes_file() -> Path:
     return _weights_dir() / "known_hashes.json"
+
+
+def _cookies_file() -> Path:
+    return _weights_dir() / "gdown_cookies.txt"  # gdown's Drive session, kept out of ~/.cache/gdown
+
+
+def downloads_forbidden() -> bool:
+    """True when ``OVFORMER_OFFLINE`` (1/true/yes) forbids every download."""
+    return os.environ.get("OVFORMER_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
 def _read_known() -> dict[str, dict[str, Any]]:
@@ -254,76 +267,41 @@ def resolve_weights(name_or_path: str | os.PathLike[str], *, download: bool) -> 
         why = f"in the cache are damaged ({path.stat().st_size} bytes, expected {entry.size})"
     else:
         why = "are not in the local cache"
-    offline = os.environ.get("OVFORMER_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    offline = downloads_forbidden()
     if not download or offline:
         reason = why + (" and OVFORMER_OFFLINE is set" if offline and download else "")
         raise WeightsNotFoundError(_missing_message(entry, path, reason))
     return download_weights(key, force=True)
 
 
-def download_weights(name: str, *, force: bool = False, progress: bool = True) -> Path:
-    """Download a registered checkpoint into the cache (``ovformer weights download NAME``).
+def download_weights(name: str, *, force: bool = False, progress: Progress = True) -> Path:
+    """Download a registered checkpoint into the cache (``ovformer weights download NAME`` fetches
+    it together with everything else the model needs: :func:`ovformer.model_files.download_required`).
 
-    Writes to ``<file>.part`` and renames only after the size and SHA-256 check, so an
-    interrupted download never leaves a file that looks complete. A prompt-set name
-    (``"detpro-lvis"``) is handed to :func:`download_prompts` and returns its folder.
+    gdown writes a resumable partial file; the finished file is staged as ``<file>.part`` and
+    renamed only after the size and SHA-256 check, so an interrupted download never leaves a
+    file that looks complete. A prompt-set name (``"detpro-lvis"``) is handed to
+    :func:`download_prompts` and returns its folder.
 
     Args:
         name: registry name.
         force: download even if the file is already cached.
-        progress: show a tqdm progress bar.
+        progress: True for a terminal progress bar, False for none, or a callback receiving
+            :class:`ovformer.download.DownloadProgress` reports.
 
     Returns:
         Path of the verified file (the folder, for a prompt set).
 
     Raises:
         WeightsDownloadError: network failure, Google Drive refusing the file (quota, not
-            shared), or a size/hash mismatch with the recorded values.
+            shared), a full disk, or a size/hash mismatch with the recorded values
+            (``reason`` says which).
     """
+    from .model_files import fetch_checkpoint
+
     if name in _PROMPT_SETS:
         return download_prompts(name, force=force, progress=progress)
-    entry = get_weights_entry(name)
-    path = _weights_dir() / entry.filename
-    if path.is_file() and not force:
-        return path
-    size, digest = _download_verified(
-        entry.gdrive_id, path, label=f"OVFormer weights '{name}'", record_key=name,
-        expected=(entry.size, entry.sha256), by_hand=f"download {entry.url} by hand and save it as {path}",
-        progress=progress,
-    )
-    if entry.sha256 is None:
-        _record_known(name, {"gdrive_id": entry.gdrive_id, "size": size, "sha256": digest})
-    return path
-
-
-def _download_verified(file_id: str, path: Path, *, label: str, record_key: str,
-                       expected: tuple[int | None, str | None], by_hand: str, progress: bool) -> tuple[int, str]:
-    """Fetch a Drive file to ``path`` via ``<file>.part``, checked against ``expected`` (size, sha256)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    try:
-        size, digest = _fetch_gdrive(file_id, part, desc=path.name, progress=progress)
-    except OSError as exc:  # URLError, HTTPError, disk errors
-        part.unlink(missing_ok=True)
-        raise WeightsDownloadError(f"Could not download {label}: {exc}\n  {by_hand}") from exc
-    except WeightsDownloadError:
-        part.unlink(missing_ok=True)
-        raise
-    want_size, want_sha = expected
-    problems = []
-    if want_size is not None and size != want_size:
-        problems.append(f"size {size} bytes, expected {want_size}")
-    if want_sha is not None and digest != want_sha:
-        problems.append(f"sha256 {digest}, expected {want_sha}")
-    if problems:
-        part.unlink(missing_ok=True)
-        raise WeightsDownloadError(
-            f"Downloaded {label} do not match the record ({'; '.join(problems)}). "
-            f"The file was removed. If the release really changed, delete the '{record_key}' entry "
-            f"of {_hashes_file()} and download again."
-        )
-    os.replace(part, path)
-    return size, digest
+    return fetch_checkpoint(name, force=force, progress=progress)
 
 
 # --- prompt sets ----------------------------------------------------------------------------
@@ -353,7 +331,7 @@ def _prompt_records(entry: PromptsEntry) -> dict[str, dict[str, Any]]:
     return {f: r if r.get("gdrive_folder_id") == entry.gdrive_folder_id else {} for f, r in recs.items()}
 
 
-def _prompt_problems(entry: PromptsEntry) -> dict[str, str]:
+def prompt_problems(entry: PromptsEntry) -> dict[str, str]:
     """Files of the set that are not usable in the cache: name -> "missing" / "damaged (...)"."""
     folder, problems = prompts_dir(entry.name), {}
     for filename, rec in _prompt_records(entry).items():
@@ -379,10 +357,10 @@ def resolve_prompts(name: str = DETPRO_LVIS, *, download: bool) -> Path:
         WeightsDownloadError: the download failed or did not verify.
     """
     entry = get_prompts_entry(name)
-    folder, problems = prompts_dir(name), _prompt_problems(entry)
+    folder, problems = prompts_dir(name), prompt_problems(entry)
     if not problems:
         return folder
-    offline = os.environ.get("OVFORMER_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    offline = downloads_forbidden()
     if download and not offline:
         return download_prompts(name)
     lines = [f"DetPro prompt set '{name}' is not complete in the local cache"
@@ -395,123 +373,17 @@ def resolve_prompts(name: str = DETPRO_LVIS, *, download: bool) -> Path:
     raise WeightsNotFoundError("\n".join(lines))
 
 
-def download_prompts(name: str = DETPRO_LVIS, *, force: bool = False, progress: bool = True) -> Path:
+def download_prompts(name: str = DETPRO_LVIS, *, force: bool = False, progress: Progress = True) -> Path:
     """Download the files of a prompt set into :func:`prompts_dir` and return that folder.
 
-    The per-file Drive ids were never published, so the folder's public listing is read to
-    find them; each file then takes the checkpoint path (``.part``, size and SHA-256 checked
-    against / recorded in ``known_hashes.json`` under ``"<set>/<file>"``).
+    The per-file Drive ids were never published, so the folder's public listing is read (by
+    gdown) to find them; each file then takes the checkpoint path (staged ``.part``, size and
+    SHA-256 checked against / recorded in ``known_hashes.json`` under ``"<set>/<file>"``).
 
     Raises:
         WeightsDownloadError: the folder could not be listed or lacks a needed file, or a
             file failed to download or verify.
     """
-    entry = get_prompts_entry(name)
-    folder, records = prompts_dir(name), _prompt_records(entry)
-    wanted = list(entry.filenames) if force else list(_prompt_problems(entry))
-    if not wanted:
-        return folder
-    by_hand = f"download the files by hand from {entry.url} into {folder}"
-    try:
-        listing = _list_gdrive_folder(entry.gdrive_folder_id)
-    except OSError as exc:
-        raise WeightsDownloadError(f"Could not list the Google Drive folder of '{name}': {exc}\n  {by_hand}") from exc
-    if absent := [f for f in wanted if f not in listing]:
-        raise WeightsDownloadError(
-            f"The Google Drive folder of '{name}' does not list {', '.join(absent)} "
-            f"(it lists: {', '.join(sorted(listing)) or 'nothing readable'}).\n  {by_hand}")
-    for filename in wanted:
-        key, rec = f"{name}/{filename}", records[filename]
-        size, digest = _download_verified(
-            listing[filename], folder / filename, label=f"DetPro prompt file '{key}'", record_key=key,
-            expected=(rec.get("size"), rec.get("sha256")), by_hand=by_hand, progress=progress)
-        if rec.get("sha256") is None:
-            _record_known(key, {"gdrive_folder_id": entry.gdrive_folder_id, "gdrive_id": listing[filename],
-                                "size": size, "sha256": digest})
-    return folder
+    from .model_files import fetch_prompts
 
-
-def _list_gdrive_folder(folder_id: str) -> dict[str, str]:
-    """File name -> file id of a publicly shared Drive folder, read from its embeddable listing."""
-    with _open(f"{_GDRIVE_FOLDER_VIEW}?" + urllib.parse.urlencode({"id": folder_id}), {}) as resp:
-        page = resp.read().decode("utf-8", "replace")
-    files: dict[str, str] = {}
-    # Entries look like <div class="flip-entry" id="entry-FILEID"> ... <div class="flip-entry-title">
-    # NAME</div>; splitting per entry keeps a title from pairing with another entry's id.
-    for chunk in page.split('id="entry-')[1:]:
-        file_id = chunk.split('"', 1)[0]
-        title = re.search(r'class="flip-entry-title"[^>]*>([^<]*)<', chunk)
-        if title and re.fullmatch(r"[0-9A-Za-z_-]+", file_id):
-            files[html.unescape(title.group(1)).strip()] = file_id
-    return files
-
-
-def _open(url: str, cookies: dict[str, str]) -> Any:
-    headers = {"User-Agent": _USER_AGENT}
-    if cookies:
-        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
-
-
-def _is_html(resp: Any) -> bool:
-    return "text/html" in (resp.headers.get("Content-Type") or "")
-
-
-def _collect_cookies(resp: Any, cookies: dict[str, str]) -> None:
-    for header in resp.headers.get_all("Set-Cookie") or []:
-        name, _, value = header.split(";", 1)[0].partition("=")
-        if name.strip():
-            cookies[name.strip()] = value.strip()
-
-
-def _confirm_url(page: str, file_id: str, cookies: dict[str, str]) -> str | None:
-    """The real download URL behind Google Drive's "can't scan for viruses" page."""
-    # Current page: a form posting id/export/confirm/uuid to drive.usercontent.google.com.
-    form = re.search(r'<form([^>]*id="download-form"[^>]*)>(.*?)</form>', page, re.S)
-    action = re.search(r'action="([^"]+)"', form.group(1)) if form else None
-    if form and action:
-        fields = {}
-        for tag in re.findall(r"<input([^>]*)>", form.group(2)):
-            attrs = dict(re.findall(r'(\w+)="([^"]*)"', tag))  # attribute order varies
-            if attrs.get("type") == "hidden" and "name" in attrs:
-                fields[attrs["name"]] = html.unescape(attrs.get("value", ""))
-        return html.unescape(action.group(1)) + "?" + urllib.parse.urlencode(fields)
-    # Older pages: a link or cookie carrying a confirm token.
-    link = re.search(r'href="(/uc\?export=download[^"]+)"', page)
-    if link:
-        return "https://drive.google.com" + html.unescape(link.group(1))
-    token = next((v for k, v in cookies.items() if k.startswith("download_warning")), None)
-    token = token or (m.group(1) if (m := re.search(r"confirm=([0-9A-Za-z_-]+)", page)) else None)
-    if token:
-        return f"{_GDRIVE_UC}?" + urllib.parse.urlencode({"export": "download", "confirm": token, "id": file_id})
-    return None
-
-
-def _fetch_gdrive(file_id: str, dest: Path, *, desc: str, progress: bool) -> tuple[int, str]:
-    """Stream a Google Drive file to ``dest``; returns (size, sha256)."""
-    cookies: dict[str, str] = {}
-    resp = _open(f"{_GDRIVE_UC}?" + urllib.parse.urlencode({"export": "download", "id": file_id}), cookies)
-    if _is_html(resp):  # large files: an interstitial page first
-        with resp:
-            _collect_cookies(resp, cookies)
-            page = resp.read().decode("utf-8", "replace")
-        url = _confirm_url(page, file_id, cookies)
-        if url is None:
-            raise WeightsDownloadError(
-                "Google Drive answered with a web page instead of the file (download quota "
-                "exceeded or file no longer shared); try again later or download it by hand."
-            )
-        resp = _open(url, cookies)
-        if _is_html(resp):
-            resp.close()
-            raise WeightsDownloadError("Google Drive still answered with a web page after the confirmation step.")
-    sha, size = hashlib.sha256(), 0
-    with resp, open(dest, "wb") as out:
-        total = int(resp.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress) as bar:
-            while chunk := resp.read(_CHUNK):
-                out.write(chunk)
-                sha.update(chunk)
-                size += len(chunk)
-                bar.update(len(chunk))
-    return size, sha.hexdigest()
+    return fetch_prompts(name, force=force, progress=progress)
