@@ -18,23 +18,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-from apptest import start  # noqa: E402
+from apptest import NamedClient  # noqa: E402
 
 from tests.synthetic_ytvis import SyntheticSpec, write_synthetic_ytvis  # noqa: E402
 
 VOCAB4 = "red square, green circle, blue triangle, yellow diamond"
 SPEC = dict(num_frames=5, height=48, width=64)
-# /ft_poll, /ft_view, /ft_closed_loop outputs (gr.State and button updates are not part of the API)
-STATUS, PROGRESS, LOSS, MAP, LOOP_DF, LOOP_PLOT = range(6)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    demo, url, studio = start(home)
-    yield url, studio, home
-    studio.finetune.shutdown()  # never leave a training process behind a failed test
-    demo.close()
+def server(app_server):
+    return app_server
 
 
 def plot_traces(value) -> dict[str, list]:
@@ -51,18 +45,20 @@ def own_predictions(weights, clip: str, frames: list, gt: dict) -> list[dict]:
 
     from ovformer.inference.predictor import OVFormerVideoPredictor
 
+    from ovformer.vocab import Vocabulary
+
     pred = (OVFormerVideoPredictor.from_pretrained(None, preset="tiny", untrained=True, clip=clip) if weights is None
             else OVFormerVideoPredictor.from_pretrained(str(weights), clip=clip))
     cats = sorted(gt["categories"], key=lambda c: c["id"])
-    pred.set_vocabulary([c["name"] for c in cats], category_ids=[c["id"] for c in cats])
+    text = pred.embed_vocabulary(Vocabulary.from_names([c["name"] for c in cats], [c["id"] for c in cats]))
     video = gt["videos"][0]
-    return pred.predict((np.asarray(Image.open(f).convert("RGB")) for f in frames),
+    return pred.predict((np.asarray(Image.open(f).convert("RGB")) for f in frames), text,
                         num_frames=len(frames)).results(video["id"])
 
 
 @pytest.mark.slow
 def test_finetune_tab_closed_loop(server, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from ovformer.ytvis.evaluate import evaluate
     from training import read_metrics
@@ -74,7 +70,7 @@ def test_finetune_tab_closed_loop(server, tmp_path):
     write_synthetic_ytvis(src, seed=1, spec=SyntheticSpec(num_videos=2, **SPEC))
     src_gt = json.loads((src / "annotations.json").read_text())
 
-    c = Client(url, verbose=False)
+    c = NamedClient(url, studio.api)
     c.predict("shapes-project", VOCAB4, api_name="/create_project")
     for v in src_gt["videos"]:
         name = Path(v["file_names"][0]).parent.name
@@ -83,31 +79,31 @@ def test_finetune_tab_closed_loop(server, tmp_path):
                 z.write(src / "JPEGImages" / f, f)
         out = c.predict(handle_file(str(tmp_path / f"{name}.zip")), handle_file(str(src / "annotations.json")),
                         0, VOCAB4, api_name="/add_video")
-        assert "imported" in out[0], out[0]
+        assert "imported" in out["status"], out["status"]
     c.predict(True, api_name="/set_reviewed")  # the last video added is the open one
     pid = studio.store.projects()[-1][0]
     held = studio.store.videos(pid)[-1]
     assert held.reviewed and held.name == name
-    assert c.predict(api_name="/export_dataset")[0].startswith("✔")
+    assert c.predict(api_name="/export_dataset")["status"].startswith("✔")
 
     # the lists: both datasets, the project, only its reviewed video
-    datasets, project, heldout, *_ = c.predict(None, api_name="/ft_refresh")
-    assert {x[0] for x in datasets["choices"]} >= {"shapes", "shapes-project"}
-    assert [x[1] for x in c.predict(pid, api_name="/ft_project")["choices"]] == [held.id]
+    lists = c.predict(None, api_name="/ft_refresh")
+    assert {x[0] for x in lists["datasets"]["choices"]} >= {"shapes", "shapes-project"}
+    assert [x[1] for x in c.predict(pid, api_name="/ft_project")["heldout"]["choices"]] == [held.id]
 
     args = [["shapes", "shapes-project"], pid, [held.id], "", 3, 2, 0, 64, 2, 0, True]
-    assert c.predict([], *args[1:], "bad", api_name="/ft_start")[0].startswith("✖")  # no dataset chosen
+    assert c.predict([], *args[1:], "bad", api_name="/ft_start")["status"].startswith("✖")  # no dataset chosen
     t0 = time.time()
-    status, run, _ = c.predict(*args, "t1", api_name="/ft_start")
-    assert "started" in status and run["value"] == "t1", status
-    assert "still going" in c.predict(*args, "t2", api_name="/ft_start")[0]  # one run at a time
+    out = c.predict(*args, "t1", api_name="/ft_start")
+    assert "started" in out["status"] and out["run"]["value"] == "t1", out["status"]
+    assert "still going" in c.predict(*args, "t2", api_name="/ft_start")["status"]  # one run at a time
 
     while True:  # what the page's timer does
         out = c.predict("t1", api_name="/ft_poll")
-        if "finished" in out[STATUS] or "failed" in out[STATUS] or time.time() - t0 > 300:
+        if "finished" in out["status"] or "failed" in out["status"] or time.time() - t0 > 300:
             break
         time.sleep(0.5)
-    assert "finished" in out[STATUS], out[STATUS] + (home / "runs" / "t1" / "train.log").read_text()[-3000:]
+    assert "finished" in out["status"], out["status"] + (home / "runs" / "t1" / "train.log").read_text()[-3000:]
     run_dir = home / "runs" / "t1"
     record = json.loads((run_dir / "finetune.json").read_text())
     assert record["excluded"] == {"shapes-project": [held.name]}  # the held-out video never trained
@@ -116,32 +112,33 @@ def test_finetune_tab_closed_loop(server, tmp_path):
 
     # the closed loop started by itself when training ended; this call joins it and returns the end
     out = c.predict("t1", api_name="/ft_closed_loop")
-    assert "closed loop on 1 held-out videos" in out[STATUS], out[STATUS]
+    assert "closed loop on 1 held-out videos" in out["status"], out["status"]
     loop = json.loads((run_dir / "closed_loop.json").read_text())
     assert loop["videos"] == [held.name] and "UNTRAINED" in loop["weights_before"]
     assert "model_final.pth" in loop["weights_after"]
-    rows = {r[0]: r for r in out[LOOP_DF]["data"]}
+    rows = {r[0]: r for r in out["loop_table"]["data"]}
     assert float(rows["AP"][1]) == pytest.approx(100 * loop["before"]["AP"], abs=0.051)
     assert float(rows["AP75"][2]) == pytest.approx(100 * loop["after"]["AP75"], abs=0.051)
-    assert len(plot_traces(out[LOOP_PLOT])) == 2
+    assert len(plot_traces(out["loop_plot"])) == 2
 
     # the curves hold the logged numbers
     out = c.predict("t1", api_name="/ft_view")
     metrics = read_metrics(run_dir)
-    losses = plot_traces(out[LOSS])
+    losses = plot_traces(out["loss_plot"])
     assert losses["loss"] == [r["loss"] for r in metrics if "loss" in r] and len(losses["loss"]) == 3
     assert losses["loss_dice"] == [r["loss_dice"] for r in metrics if "loss" in r]
     evals = [r for r in metrics if "eval" in r]
     assert [r["iteration"] for r in evals] == [2, 3]
-    assert plot_traces(out[MAP])["AP"] == pytest.approx([100 * r["eval"]["AP"] for r in evals])
+    assert plot_traces(out["map_plot"])["AP"] == pytest.approx([100 * r["eval"]["AP"] for r in evals])
     # the run's own held-out evaluation of its final weights is the closed loop's "after" (same
     # settings; bit-equal only when both ran on the CPU)
     if json.loads((run_dir / "config.json").read_text())["resolved"]["device"] == "cpu":
         assert evals[-1]["eval"]["AP"] == pytest.approx(loop["after"]["AP"])
 
     # load the fine-tuned weights: the banner says so
-    status, banner, model_md = c.predict("t1", api_name="/ft_load")
-    assert status.startswith("✔") and "model_final.pth" in banner and "UNTRAINED" not in banner, banner
+    out = c.predict("t1", api_name="/ft_load")
+    banner = out["banner"]
+    assert out["status"].startswith("✔") and "model_final.pth" in banner and "UNTRAINED" not in banner, banner
     assert studio.hub.label().startswith(str(run_dir / "model_final.pth"))
     # a next run would start from these weights, with the preset the checkpoint records
     assert ft.model_setup() == ("tiny", str(run_dir / "model_final.pth"), "tiny-random")
@@ -170,7 +167,7 @@ def test_finetune_tab_closed_loop(server, tmp_path):
 
 def test_start_refuses_bad_choices(server, tmp_path):
     """Wrong choices are refused with a message before anything is written or started."""
-    from app.finetune import FineTuneError, StartRequest
+    from app.finetune.service import FineTuneError, StartRequest
 
     url, studio, home = server
     ft = studio.finetune
@@ -205,7 +202,7 @@ def test_closed_loop_on_a_heldout_dataset(server, tmp_path):
     same numbers, and the files the dashboard reads are written."""
     import dataclasses
 
-    from app.closed_loop import loop_settings, run_closed_loop
+    from app.finetune.closed_loop import loop_settings, run_closed_loop
 
     url, studio, home = server
     val = tmp_path / "val"
@@ -224,24 +221,22 @@ def test_closed_loop_on_a_heldout_dataset(server, tmp_path):
 def test_stop_a_run(server):
     """Stop checkpoints and stops the run; there is then nothing to load. After the first test
     the app holds fine-tuned weights, so this run also starts from a checkpoint."""
-    from gradio_client import Client
-
     url, studio, home = server
     if not (studio.cfg.datasets / "shapes").is_dir():
         write_synthetic_ytvis(studio.cfg.datasets / "shapes", seed=0, spec=SyntheticSpec(num_videos=3, **SPEC))
-    c = Client(url, verbose=False)
+    c = NamedClient(url, studio.api)
     c.predict(None, api_name="/ft_refresh")  # a dropdown accepts only what this session was offered
-    status, run, _ = c.predict(["shapes"], None, [], "", 500, 1, 0, 64, 0, 0, True, "long", api_name="/ft_start")
+    status = c.predict(["shapes"], None, [], "", 500, 1, 0, 64, 0, 0, True, "long", api_name="/ft_start")["status"]
     assert "started" in status, status
     t0 = time.time()
-    while "training, iteration" not in (out := c.predict("long", api_name="/ft_poll"))[STATUS]:
-        assert time.time() - t0 < 300 and "failed" not in out[STATUS], out[STATUS]
+    while "training, iteration" not in (out := c.predict("long", api_name="/ft_poll"))["status"]:
+        assert time.time() - t0 < 300 and "failed" not in out["status"], out["status"]
         time.sleep(0.3)
-    assert "stop requested" in c.predict("long", api_name="/ft_stop")
-    while "stopped at iteration" not in (out := c.predict("long", api_name="/ft_poll"))[STATUS]:
-        assert time.time() - t0 < 300 and "failed" not in out[STATUS], out[STATUS]
+    assert "stop requested" in c.predict("long", api_name="/ft_stop")["status"]
+    while "stopped at iteration" not in (out := c.predict("long", api_name="/ft_poll"))["status"]:
+        assert time.time() - t0 < 300 and "failed" not in out["status"], out["status"]
         time.sleep(0.3)
     record = json.loads((home / "runs" / "long" / "finetune.json").read_text())
     assert record["preset"] == "tiny" and record["heldout"]["kind"] is None
     assert list((home / "runs" / "long").glob("model_0*.pth")), "a checkpoint to resume from"
-    assert c.predict("long", api_name="/ft_load")[0].startswith("✖")  # no model_final.pth
+    assert c.predict("long", api_name="/ft_load")["status"].startswith("✖")  # no model_final.pth

@@ -106,23 +106,22 @@ class Editor:
 
     def undo(self, video_id: int) -> str | None:
         """Undo the latest step of this video; returns its kind, or None when there is none."""
-        with self.store.tx() as c:
-            r = c.execute("SELECT id, kind, before FROM ops WHERE video_id=? AND undone=0 ORDER BY id DESC LIMIT 1",
-                          (video_id,)).fetchone()
-            if r is None:
-                return None
-            _restore(c, json.loads(r["before"]))
-            c.execute("UPDATE ops SET undone=1 WHERE id=?", (r["id"],))
-            return r["kind"]
+        return self._replay(video_id, undo=True)
 
     def redo(self, video_id: int) -> str | None:
+        """Redo the earliest undone step of this video; returns its kind, or None."""
+        return self._replay(video_id, undo=False)
+
+    def _replay(self, video_id: int, undo: bool) -> str | None:
+        # undo restores the latest live step's "before"; redo the oldest undone step's "after"
+        side, order = ("before", "DESC") if undo else ("after", "ASC")
         with self.store.tx() as c:
-            r = c.execute("SELECT id, kind, after FROM ops WHERE video_id=? AND undone=1 ORDER BY id LIMIT 1",
-                          (video_id,)).fetchone()
+            r = c.execute(f"SELECT id, kind, {side} AS snap FROM ops WHERE video_id=? AND undone=? "
+                          f"ORDER BY id {order} LIMIT 1", (video_id, 0 if undo else 1)).fetchone()
             if r is None:
                 return None
-            _restore(c, json.loads(r["after"]))
-            c.execute("UPDATE ops SET undone=0 WHERE id=?", (r["id"],))
+            _restore(c, json.loads(r["snap"]))
+            c.execute("UPDATE ops SET undone=? WHERE id=?", (1 if undo else 0, r["id"]))
             return r["kind"]
 
     def history(self, video_id: int) -> tuple[int, int]:

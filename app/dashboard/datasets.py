@@ -7,13 +7,14 @@ root, and a results list of {video_id, category_id, score, segmentations}.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from app.dashboard.loaders import read_json
 
 
 @dataclass
@@ -46,13 +47,11 @@ class ResultsIndex:
 def format_problem(data: Any, source: str, kind: str) -> str | None:
     """What ovformer.ytvis.io's validator (the checks `train` and `eval` apply) rejects, if anything.
 
-    Imported lazily because `import ovformer` loads torch; None when the module is missing.
+    Imported here, not at the top: `import ovformer.ytvis` costs the pages that never check a file.
     """
-    try:
-        from ovformer.ytvis.io import YTVISFormatError, parse_gt
-        from ovformer.ytvis.results import parse_results
-    except ImportError:  # pragma: no cover - depends on what has landed in ovformer/
-        return None
+    from ovformer.ytvis.io import YTVISFormatError, parse_gt
+    from ovformer.ytvis.results import parse_results
+
     try:
         (parse_gt if kind == "gt" else parse_results)(data, source)
     except YTVISFormatError as e:
@@ -141,36 +140,24 @@ def summarize_gt(data: dict[str, Any], path: str, name: str | None = None) -> Da
 
 def load_dataset(path: str, name: str | None = None) -> DatasetSummary:
     """Read and summarize one ground-truth json; an unreadable file gives an empty summary + warning."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        return DatasetSummary(name=name or Path(path).name, path=path,
-                              warnings=[f"{name or path} could not be read: {e}"])
-    if not isinstance(data, dict):
-        return DatasetSummary(name=name or Path(path).name, path=path,
-                              warnings=[f"{name or path} is not a ground-truth object"])
+    data, problem = read_json(path, name or path, dict, "a ground-truth object")
+    if problem:
+        return DatasetSummary(name=name or Path(path).name, path=path, warnings=[problem])
     return summarize_gt(data, path, name)
 
 
 def check_gt_file(path: str, name: str) -> str | None:
     """format_problem of a ground-truth file; None when it passes (or cannot be checked)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        return f"{name} could not be read: {e}"
-    return format_problem(data, name, "gt")
+    data, problem = read_json(path, name, object, "JSON")
+    return problem or format_problem(data, name, "gt")
 
 
 def load_results(path: str) -> ResultsIndex:
     """Read a results list and group it by video; entries missing fields are skipped with a warning."""
     idx = ResultsIndex(path=path)
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        idx.warnings.append(f"{Path(path).name} could not be read: {e}")
-        return idx
-    if not isinstance(data, list):
-        idx.warnings.append(f"{Path(path).name} is not a results list")
+    data, problem = read_json(path, Path(path).name, list, "a results list")
+    if problem:
+        idx.warnings.append(problem)
         return idx
     problem = format_problem(data, Path(path).name, "results")
     if problem:

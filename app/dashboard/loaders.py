@@ -70,6 +70,18 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
+def read_json(path: str | Path, label: str, kind: type, what: str) -> tuple[Any, str | None]:
+    """(parsed JSON, None), or (None, a warning) when the file cannot be read or its top level
+    is not a ``kind``: loaders turn one bad file into a warning, never an exception."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        return None, f"{label} could not be read: {e}"
+    if not isinstance(data, kind):
+        return None, f"{label} is not {what}"
+    return data, None
+
+
 def signature(paths: list[str]) -> tuple[tuple[str, int, int], ...]:
     """(path, mtime_ns, size) of each existing path: the cache key that changes when a file does."""
     out = []
@@ -246,13 +258,9 @@ def partition_of(entry: dict[str, Any]) -> str:
 def load_report(path: str, name: str | None = None) -> Report:
     """Read a METRICS json written by ovformer/ytvis/evaluate.py (values are fractions)."""
     rep = Report(name=name or Path(path).name, path=path)
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        rep.warnings.append(f"{rep.name} could not be read: {e}")
-        return rep
-    if not isinstance(data, dict):
-        rep.warnings.append(f"{rep.name} is not a metrics object; skipped")
+    data, problem = read_json(path, rep.name, dict, "a metrics object; skipped")
+    if problem:
+        rep.warnings.append(problem)
         return rep
     for k in SUMMARY_KEYS + SPLIT_KEYS:
         if k in data:

@@ -63,3 +63,13 @@ class NamedClient:
 
     def submit(self, *args, api_name: str):
         return self.client.submit(*args, api_name=api_name)
+
+
+def api_outputs(home: Path) -> dict[str, list[str]]:
+    """Each event's output names, from a page built (not served) here: for a server in another
+    process, which builds the same page."""
+    from app.main import create_app, parse_args
+
+    demo, studio = create_app(parse_args(["--data", str(home), *TINY]))
+    demo.close()
+    return studio.api

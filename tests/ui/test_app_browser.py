@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from apptest import VOCAB, bikes, start
+from apptest import VOCAB, bikes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -31,10 +31,9 @@ pytestmark = [pytest.mark.browser,
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    demo, url, studio = start(tmp_path_factory.mktemp("home"))
-    yield url, studio
-    demo.close()
+def server(app_server):
+    url, studio, _home = app_server
+    return url, studio
 
 
 def test_browser_flow(server):
