@@ -88,8 +88,8 @@ def download_hosts() -> DownloadHosts:
 
 
 @contextlib.contextmanager
-def use_download_hosts(hosts: DownloadHosts) -> Iterator[DownloadHosts]:
-    """Send the downloads inside the block to ``hosts`` (tests); restores the previous ones."""
+def use_download_hosts(hosts: DownloadHosts | None) -> Iterator[DownloadHosts | None]:
+    """Send the downloads inside the block to ``hosts`` (tests; None: back to the environment); restores the previous ones."""
     global _override
     saved, _override = _override, hosts
     try:
@@ -324,20 +324,24 @@ def hub_online() -> Iterator[None]:
     """Lift huggingface_hub's offline switch (``HF_HUB_OFFLINE``) for the calls inside the block.
 
     The hub reads its switch from ``huggingface_hub.constants.HF_HUB_OFFLINE`` on every request
-    (``utils/_http.py::hf_request_event_hook`` via ``constants.is_offline_mode``); the
-    environment is never touched. The constant is process-wide, so hub requests of other
-    threads made during the block are allowed too; the lock keeps two blocks from restoring
-    each other's value.
+    (``utils/_http.py::hf_request_event_hook`` via ``constants.is_offline_mode``), so the
+    constant is set for the block and put back after; the environment is never touched.
+    Telemetry is switched off for the block too (``constants.HF_HUB_DISABLE_TELEMETRY``): with
+    it on, building the user agent (``utils/_headers.py::_http_user_agent`` ->
+    ``utils/_detect_agent.py::_fetch_registry``) makes a request of its own to the default hub
+    host, which is neither the file asked for nor the endpoint given. The constants are
+    process-wide, so hub requests of other threads made during the block are allowed too; the
+    lock keeps two blocks from restoring each other's values.
     """
     from huggingface_hub import constants
 
     with _HUB_LOCK:
-        saved = constants.HF_HUB_OFFLINE
-        constants.HF_HUB_OFFLINE = False
+        saved = constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_TELEMETRY
+        constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_TELEMETRY = False, True
         try:
             yield
         finally:
-            constants.HF_HUB_OFFLINE = saved
+            constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_TELEMETRY = saved
 
 
 def hub_cached_path(repo_id: str, filename: str, *, revision: str = "main", cache_dir: str | None = None) -> Path | None:
