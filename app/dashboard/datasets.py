@@ -83,14 +83,13 @@ def find_frames_root(gt_path: str, videos: list[dict[str, Any]]) -> str | None:
 
 
 def _segmentation_area(seg: Any) -> float | None:
-    """Pixel area of one GT segmentation when the file has no "areas" entry for it."""
-    from pycocotools import mask as mask_util  # local: only needed for files without areas
+    """Pixel area of one GT RLE when the file has no "areas" entry for it (None for polygons,
+    which carry no size of their own)."""
+    from ovformer.ytvis.rle import rle_area  # local: only needed for files without areas
 
     if not isinstance(seg, dict) or "size" not in seg:
         return None
-    h, w = seg["size"]
-    rle = mask_util.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
-    return float(mask_util.area(rle))
+    return float(rle_area(seg))
 
 
 def summarize_gt(data: dict[str, Any], path: str, name: str | None = None) -> DatasetSummary:

@@ -208,9 +208,13 @@ class FineTuner:
             raise FineTuneError("after removing the held-out videos no training video is left")
         if init == "@current":  # random weights exist only in memory: save what the run starts from
             from ovformer.checkpoint import save_checkpoint
+            from ovformer.inference.predictor import OVFormerVideoPredictor
 
             with self.hub.lock:
-                save_checkpoint(run_dir / "init_weights.pth", self.hub.get().model, iteration=0)
+                predictor = self.hub.get()
+                if not isinstance(predictor, OVFormerVideoPredictor):  # a VideoPredictor need not hold a model
+                    raise FineTuneError("the loaded predictor has no model weights to start training from")
+                save_checkpoint(run_dir / "init_weights.pth", predictor.model, iteration=0)
             init = str(run_dir / "init_weights.pth")
         loop = loop_settings(preset, req.loop_min_size)
         iters = max(1, int(req.iters))
