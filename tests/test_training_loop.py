@@ -69,8 +69,9 @@ def test_run_folder_resume_and_stop(micro, tmp_path):
     for key in ("loss", "loss_ce", "loss_object_ce", "loss_mask", "loss_dice", "lr", "iter_time_s",
                 "samples_per_s"):
         assert key in train[0]
-    # STEPS [3]: the 4th iteration (0-based 3) runs at lr x 0.1
-    assert [r["lr"] for r in train] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])
+    # STEPS [3]: the 4th iteration (0-based 3) runs at lr x 0.1; no --init, so the base lr is
+    # the from-scratch default 5e-4, not the YAML's fine-tuning BASE_LR
+    assert [r["lr"] for r in train] == pytest.approx([5e-4, 5e-4, 5e-4, 5e-5])
     evals = [r for r in records if "eval" in r]
     assert evals and "AP" in evals[-1]["eval"] and (tmp_path / "full" / "eval").is_dir()
     assert read_progress(tmp_path / "full")["state"] == "finished"

@@ -249,6 +249,14 @@ def test_several_or_no_annotation_files_are_an_error(tmp_path):
     (tmp_path / "empty" / "results.json").write_text("[]")  # not a ground-truth name
     with pytest.raises(FileNotFoundError, match="empty: no annotation file.*val_instances.json"):
         load_ytvis_folder(tmp_path / "empty")
+    # a folder of frames beside its predictions (bikes/ + bikes.json) is a video, not a dataset
+    from ovformer.tools.inputs import expand_inputs
+
+    (tmp_path / "bikes").mkdir()
+    (tmp_path / "bikes" / "00000.jpg").write_bytes(b"")
+    (tmp_path / "bikes.json").write_text("[]")
+    [item] = list(expand_inputs([str(tmp_path / "bikes")]))
+    assert item.video_id is None and item.frame_files is None
 
 
 def test_windows_separators_keep_video_and_frame(tmp_path):

@@ -49,9 +49,13 @@ class DatasetLayoutError(YTVISFormatError, FileNotFoundError):
 
 def _split_folder_annotation(folder: Path) -> list[Path]:
     """Annotation files of a split folder that holds only frames: YouTube-VIS keeps
-    ``<root>/<split>.json`` beside ``<root>/<split>/``, OVIS ``<root>/annotations/<split>.json``."""
-    return [p for p in (folder.parent / f"{folder.name}.json",
-                        folder.parent / "annotations" / f"{folder.name}.json") if p.is_file()]
+    ``<root>/<split>.json`` beside ``<root>/<split>/JPEGImages``, OVIS
+    ``<root>/annotations/<split>.json`` beside ``<root>/<split>/``. (A plain frame folder
+    ``x/`` next to an ``x.json``, e.g. its predictions, is not a dataset.)"""
+    found = [folder.parent / "annotations" / f"{folder.name}.json"]
+    if (folder / FRAMES_DIR).is_dir():
+        found.insert(0, folder.parent / f"{folder.name}.json")
+    return [p for p in found if p.is_file()]
 
 
 def find_annotation_file(path: str | os.PathLike[str]) -> Path:
