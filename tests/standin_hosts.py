@@ -110,11 +110,12 @@ class _Handler(BaseHTTPRequestHandler):
         standin = self.server.standin
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
-        if seen.host in DRIVE_HOSTS and url.path == "/uc" and "id" in query:
+        if seen.host in DRIVE_HOSTS and url.path in ("/uc", "/download") and "id" in query:
             file_id = query["id"][0]
             mode = standin.modes.get(file_id, "ok")
-            if mode == "quota":
-                return self._send(200, QUOTA_PAGE.encode(), {"Content-Type": "text/html; charset=utf-8"})
+            if mode in ("quota", "page"):  # the quota page, or a page of the test's own (an interstitial)
+                page = QUOTA_PAGE if mode == "quota" else standin.pages[file_id]
+                return self._send(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
             if file_id not in standin.drive_files:
                 return self._send(404, b"<html>not found</html>", {"Content-Type": "text/html"})
             name, body = standin.drive_files[file_id]
@@ -201,7 +202,8 @@ class StandinHosts:
     """The stand-in server. Put content in ``drive_files`` (file id -> (name, bytes)),
     ``drive_folders`` (folder id -> (title, {file id: name})) and ``hub_files``
     ((repo_id, revision, filename) -> bytes); ``modes`` (a Drive file id or a hub filename ->
-    ``"ok"``, ``"quota"``, ``"drop"`` (always cut mid-file) or ``"drop-once"``) changes the answer."""
+    ``"ok"``, ``"quota"``, ``"page"`` (the HTML in ``pages[file id]``), ``"drop"`` (always cut
+    mid-file) or ``"drop-once"``) changes the answer."""
 
     def __init__(self, tls_dir: Path) -> None:
         self.ca, cert, key = make_tls(tls_dir)
@@ -209,6 +211,7 @@ class StandinHosts:
         self.drive_folders: dict[str, tuple[str, dict[str, str]]] = {}
         self.hub_files: dict[tuple[str, str, str], bytes] = {}
         self.modes: dict[object, str] = {}
+        self.pages: dict[str, str] = {}
         self.dropped: set[object] = set()
         self.requests: list[Seen] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)

@@ -227,6 +227,7 @@ def test_missing_path_and_offline_openai_errors(tmp_path, monkeypatch: pytest.Mo
         load_clip("openai", cache_dir=str(tmp_path / "hf"))
     msg = str(err.value)
     assert "--clip random" in msg and "--clip /path/to/ViT-B-32.pt" in msg and "openai" in msg
+    assert "ovformer weights download clip-openai" in msg and str(tmp_path / "hf") in msg
 
 
 def test_random_clip_does_not_depend_on_the_callers_rng_state():

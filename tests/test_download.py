@@ -62,6 +62,7 @@ def standin(server: StandinHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     server.hub_files.clear()
     server.hub_files[CLIP_KEY] = CLIP_BYTES
     server.modes.clear()
+    server.pages.clear()
     server.dropped.clear()
     server.requests.clear()
     monkeypatch.setenv("OVFORMER_HOME", str(tmp_path / "home"))
@@ -253,3 +254,16 @@ def test_cli_through_the_environment_variable(server: StandinHosts, standin: Sta
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "r50-lvvis    ready" in out and "swinb-lvvis  missing: checkpoint" in out and "clip-openai" in out
+
+
+def test_open_clip_finds_the_downloaded_clip_with_the_hub_offline(standin: StandinHosts) -> None:
+    """The file fetched is the one open_clip asks the hub cache for in load_clip("openai")."""
+    import open_clip
+    from open_clip.pretrained import download_pretrained
+
+    from ovformer.clip_weights import download_clip_weights
+
+    path = download_clip_weights(progress=False)
+    standin.requests.clear()
+    found = download_pretrained(open_clip.get_pretrained_cfg("ViT-B-32-quickgelu", "openai"))  # hub offline
+    assert Path(found) == path and standin.requests == []

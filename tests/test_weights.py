@@ -1,19 +1,19 @@
-"""Weights registry and Google Drive download, with urllib mocked (never the network)."""
+"""Weights registry, cache and the download paths of checkpoints and prompt sets.
+
+Downloads run the production code (gdown) against the local stand-in of tests/standin_hosts.py;
+see tests/test_download.py for the whole-model path, CLIP and the failure modes.
+"""
 
 from __future__ import annotations
 
-import email.message
 import hashlib
-import io
 import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import ovformer.weights as weights
+from ovformer.download import use_download_hosts
 from ovformer.weights import (
     WeightsDownloadError,
     WeightsNotFoundError,
@@ -24,49 +24,45 @@ from ovformer.weights import (
     resolve_weights,
     weights_path,
 )
+from tests.standin_hosts import StandinHosts, only_loopback
 
 PAYLOAD = b"\x80\x02fake-detectron2-checkpoint" * 5000
+R50_ID = "1-zfEwdglPeVHzlc5Ky_HJlZtMgGXAy1S"
+DETPRO_FOLDER = "1DSkfTO3TWrIW0k1kt67Ez-wLwXy9mVqF"
+DETPRO_FILES = [f"fg_bg_5_{a}_{b}_r1_prompt.pth" for a, b in ((5, 6), (6, 7), (7, 8), (8, 9), (9, 10))]
+FILE_IDS = [f"file{i}-abcdefghijklmnopqrstuvwxyz" for i in range(6)]  # Drive ids have 25+ characters
 
 
-class FakeResponse(io.BytesIO):
-    """What urllib.request.urlopen returns, enough for the download code."""
-
-    def __init__(self, body: bytes, content_type: str = "application/octet-stream", cookies: dict | None = None):
-        super().__init__(body)
-        self.headers = email.message.Message()
-        self.headers["Content-Type"] = content_type
-        self.headers["Content-Length"] = str(len(body))
-        for k, v in (cookies or {}).items():
-            self.headers["Set-Cookie"] = f"{k}={v}; Path=/; Secure"
-
-
-class FakeServer:
-    """Answers urlopen calls from a list of responses and records the requests."""
-
-    def __init__(self, *responses: FakeResponse | Exception):
-        self.responses = list(responses)
-        self.requests: list[urllib.request.Request] = []
-
-    def __call__(self, req: urllib.request.Request, timeout: float | None = None) -> FakeResponse:
-        self.requests.append(req)
-        item = self.responses.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> StandinHosts:
+    with StandinHosts(tmp_path_factory.mktemp("tls")) as s:
+        yield s
 
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OVFORMER_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("OVFORMER_OFFLINE", raising=False)
-    monkeypatch.setattr(urllib.request, "urlopen", FakeServer())  # any unplanned call fails
-    return tmp_path / "home"
+    monkeypatch.delenv("OVFORMER_DOWNLOAD_STANDIN", raising=False)
+    with only_loopback() as refused:
+        yield tmp_path / "home"
+    assert refused == []  # nothing here may leave 127.0.0.1
 
 
-def serve(monkeypatch: pytest.MonkeyPatch, *responses: FakeResponse | Exception) -> FakeServer:
-    server = FakeServer(*responses)
-    monkeypatch.setattr(urllib.request, "urlopen", server)
-    return server
+@pytest.fixture
+def standin(server: StandinHosts, monkeypatch: pytest.MonkeyPatch) -> StandinHosts:
+    for store in (server.drive_files, server.drive_folders, server.hub_files, server.modes, server.dropped,
+                  server.pages):
+        store.clear()
+    server.requests.clear()
+    for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    with use_download_hosts(server.hosts):
+        yield server
+
+
+def drive_requests(standin: StandinHosts) -> list[str]:
+    return [r.path for r in standin.requests if r.method == "GET"]
 
 
 def test_registry_entries() -> None:
@@ -115,108 +111,66 @@ def test_offline_env_forbids_download(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_weights("swinb-lvis", download=True)
 
 
-def test_download_records_hash_shows_progress_then_hits_cache(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
-    updates: list[int] = []
-
-    class RecordingBar:
-        def __init__(self, total=None, **kwargs):
-            self.total = total
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def update(self, n: int) -> None:
-            updates.append(n)
-
-    monkeypatch.setattr(weights, "tqdm", RecordingBar)
-    monkeypatch.setattr(weights, "_CHUNK", 4096)
-    server = serve(monkeypatch, FakeResponse(PAYLOAD))
-    path = resolve_weights("r50-lvvis", download=True)
+def test_download_records_hash_reports_progress_then_hits_cache(standin: StandinHosts, isolated_home: Path) -> None:
+    standin.drive_files[R50_ID] = ("ovformer_r50_lvvis.pth", PAYLOAD)
+    reports = []
+    path = download_weights("r50-lvvis", progress=reports.append)
     assert path == isolated_home / "weights" / "ovformer_r50_lvvis.pth"
     assert path.read_bytes() == PAYLOAD
     assert not list(path.parent.glob("*.part"))
-    assert sum(updates) == len(PAYLOAD) and len(updates) > 1
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(server.requests[0].full_url).query)
-    assert query["id"] == ["1-zfEwdglPeVHzlc5Ky_HJlZtMgGXAy1S"]
+    assert reports[-1].done == reports[-1].total == len(PAYLOAD)
+    assert drive_requests(standin) == [f"/uc?id={R50_ID}"]  # gdown's own Drive URL
 
     known = json.loads((isolated_home / "weights" / "known_hashes.json").read_text())
-    assert known["r50-lvvis"] == {
-        "gdrive_id": "1-zfEwdglPeVHzlc5Ky_HJlZtMgGXAy1S",
-        "size": len(PAYLOAD),
-        "sha256": hashlib.sha256(PAYLOAD).hexdigest(),
-    }
+    assert known["r50-lvvis"] == {"gdrive_id": R50_ID, "size": len(PAYLOAD), "sha256": hashlib.sha256(PAYLOAD).hexdigest()}
     entry = get_weights_entry("r50-lvvis")
     assert entry.size == len(PAYLOAD) and entry.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
 
-    serve(monkeypatch)  # cache hit: any network call would fail
+    standin.requests.clear()  # cache hit: no request
     assert resolve_weights("r50-lvvis", download=True) == path
     assert download_weights("r50-lvvis") == path
+    assert standin.requests == []
 
 
-def test_large_file_confirm_form(monkeypatch: pytest.MonkeyPatch) -> None:
-    page = (
-        "<html><body>Google Drive can't scan this file for viruses."
-        '<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
-        '<input type="submit" value="Download anyway">'
-        '<input type="hidden" name="id" value="107BNsu9eTr5e70B4oj28jgHKBjYTWNWp">'
-        '<input type="hidden" name="export" value="download">'
-        '<input type="hidden" name="confirm" value="t">'
-        '<input value="abc-123" name="uuid" type="hidden"></form></body></html>'
-    )
-    server = serve(monkeypatch, FakeResponse(page.encode(), "text/html; charset=utf-8"), FakeResponse(PAYLOAD))
-    path = download_weights("swinb-lvvis", progress=False)
-    assert path.read_bytes() == PAYLOAD
-    second = urllib.parse.urlsplit(server.requests[1].full_url)
-    assert second.netloc == "drive.usercontent.google.com"
-    assert urllib.parse.parse_qs(second.query) == {
-        "id": ["107BNsu9eTr5e70B4oj28jgHKBjYTWNWp"], "export": ["download"], "confirm": ["t"], "uuid": ["abc-123"],
-    }
+def test_large_file_confirm_form_is_followed_by_gdown(standin: StandinHosts) -> None:
+    # Drive's "can't scan for viruses" page: a form to drive.usercontent.google.com
+    swinb = "107BNsu9eTr5e70B4oj28jgHKBjYTWNWp"
+    page = ('<html><body>Google Drive can\'t scan this file for viruses.'
+            '<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
+            '<input type="submit" value="Download anyway">'
+            f'<input type="hidden" name="id" value="{swinb}-big">'
+            '<input type="hidden" name="export" value="download">'
+            '<input type="hidden" name="confirm" value="t"></form></body></html>')
+    standin.drive_files[f"{swinb}-big"] = ("ovformer_swinb_lvvis.pth", PAYLOAD)
+    standin.modes[swinb] = "page"
+    standin.pages[swinb] = page
+    assert download_weights("swinb-lvvis", progress=False).read_bytes() == PAYLOAD
+    hosts = [(r.host, r.path.split("?")[0]) for r in standin.requests if r.method == "GET"]
+    assert hosts == [("drive.google.com", "/uc"), ("drive.usercontent.google.com", "/download")]
 
 
-def test_large_file_confirm_cookie(monkeypatch: pytest.MonkeyPatch) -> None:
-    page = FakeResponse(b"<html>virus scan warning</html>", "text/html", cookies={"download_warning_123": "Tok-9_x"})
-    server = serve(monkeypatch, page, FakeResponse(PAYLOAD))
-    download_weights("r50-lvis", progress=False)
-    second = server.requests[1]
-    assert urllib.parse.parse_qs(urllib.parse.urlsplit(second.full_url).query)["confirm"] == ["Tok-9_x"]
-    assert "download_warning_123=Tok-9_x" in second.get_header("Cookie")
-
-
-def test_checksum_mismatch_removes_file(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
-    wdir = isolated_home / "weights"
-    wdir.mkdir(parents=True)
-    record = {"gdrive_id": "1-zfEwdglPeVHzlc5Ky_HJlZtMgGXAy1S", "size": len(PAYLOAD), "sha256": "0" * 64}
-    (wdir / "known_hashes.json").write_text(json.dumps({"r50-lvvis": record}))
-    serve(monkeypatch, FakeResponse(PAYLOAD))
-    with pytest.raises(WeightsDownloadError, match="do not match"):
-        resolve_weights("r50-lvvis", download=True)
-    assert not (wdir / "ovformer_r50_lvvis.pth").exists()
-    assert not list(wdir.glob("*.part"))
-
-
-def test_damaged_cache_is_reported_or_redownloaded(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
-    serve(monkeypatch, FakeResponse(PAYLOAD))
+def test_damaged_cache_is_reported_or_redownloaded(standin: StandinHosts) -> None:
+    standin.drive_files[R50_ID] = ("ovformer_r50_lvvis.pth", PAYLOAD)
     path = download_weights("r50-lvvis", progress=False)
     path.write_bytes(PAYLOAD[:100])  # truncated by some other tool
     with pytest.raises(WeightsNotFoundError, match="damaged"):
         resolve_weights("r50-lvvis", download=False)
-    serve(monkeypatch, FakeResponse(PAYLOAD))
     assert resolve_weights("r50-lvvis", download=True).read_bytes() == PAYLOAD
 
 
-def test_drive_refusal_and_network_errors(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
-    serve(monkeypatch, FakeResponse(b"<html>Quota exceeded</html>", "text/html"))
-    with pytest.raises(WeightsDownloadError, match="web page"):
-        download_weights("swinb-lvis", progress=False)
-    serve(monkeypatch, urllib.error.URLError("no route to host"))
-    with pytest.raises(WeightsDownloadError, match="by hand") as err:
-        download_weights("swinb-lvis", progress=False)
+def test_unreachable_host_names_the_file(standin: StandinHosts, isolated_home: Path) -> None:
+    with use_download_hosts(weights_hosts_nowhere()):
+        with pytest.raises(WeightsDownloadError, match="by hand") as err:
+            download_weights("swinb-lvis", progress=False)
+    assert err.value.reason == "network"
     assert str(isolated_home / "weights" / "ovformer_swinb_lvis.pth") in str(err.value)
-    assert not list((isolated_home / "weights").glob("*"))
+    assert not [p for p in (isolated_home / "weights").glob("*") if p.name.endswith(".pth")]
 
+
+def weights_hosts_nowhere():
+    from ovformer.download import DownloadHosts
+
+    return DownloadHosts(drive_proxy="http://127.0.0.1:9", ca_bundle=None, hub_endpoint="http://127.0.0.1:9/hub")
 
 # --- DetPro prompt set (a shared Drive folder) ------------------------------------------------
 
@@ -224,15 +178,12 @@ DETPRO_FOLDER = "1DSkfTO3TWrIW0k1kt67Ez-wLwXy9mVqF"
 DETPRO_FILES = [f"fg_bg_5_{a}_{b}_r1_prompt.pth" for a, b in ((5, 6), (6, 7), (7, 8), (8, 9), (9, 10))]
 
 
-def folder_page(names: list[str]) -> FakeResponse:
-    """Drive's embeddable folder listing, one flip-entry per file (ids: file0, file1, ...)."""
-    entries = "".join(
-        f'<div class="flip-entry" id="entry-file{i}" tabindex="0" role="link"><div class="flip-entry-info">'
-        f'<a href="https://drive.google.com/file/d/file{i}/view?usp=drive_web" target="_blank">'
-        f'<div class="flip-entry-title">{name}</div></a></div></div>'
-        for i, name in enumerate(names)
-    )
-    return FakeResponse(f"<html><body><div class='flip-entries'>{entries}</div></body></html>".encode(), "text/html")
+def serve_prompts(standin: StandinHosts, bodies: list[bytes], names: list[str] | None = None) -> None:
+    names = ["README.txt"] + DETPRO_FILES if names is None else names
+    standin.drive_folders[DETPRO_FOLDER] = ("empty prompt", dict(zip(FILE_IDS, names)))
+    for fid, name in zip(FILE_IDS, names):
+        body = bodies[DETPRO_FILES.index(name)] if name in DETPRO_FILES else b"readme"
+        standin.drive_files[fid] = (name, body)
 
 
 def test_prompt_set_listed_apart_from_checkpoints() -> None:
@@ -243,52 +194,54 @@ def test_prompt_set_listed_apart_from_checkpoints() -> None:
         resolve_weights("detpro-lvis", download=True)
 
 
-def test_prompt_set_download_records_each_file_then_hits_cache(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+def test_prompt_set_download_records_each_file_then_hits_cache(standin: StandinHosts, isolated_home: Path) -> None:
     bodies = [f"prompt-{i}".encode() * 100 for i in range(5)]
-    server = serve(monkeypatch, folder_page(["README.txt"] + DETPRO_FILES), *map(FakeResponse, bodies))
+    serve_prompts(standin, bodies)
     folder = weights.resolve_prompts("detpro-lvis", download=True)
     assert folder == isolated_home / "weights" / "detpro-lvis"
     assert [(folder / f).read_bytes() for f in DETPRO_FILES] == bodies
-    listing = urllib.parse.urlsplit(server.requests[0].full_url)
-    assert listing.path == "/embeddedfolderview" and urllib.parse.parse_qs(listing.query)["id"] == [DETPRO_FOLDER]
-    ids = [urllib.parse.parse_qs(urllib.parse.urlsplit(r.full_url).query)["id"][0] for r in server.requests[1:]]
-    assert ids == ["file1", "file2", "file3", "file4", "file5"]  # README.txt (file0) is not fetched
+    assert drive_requests(standin)[0] == f"/embeddedfolderview?id={DETPRO_FOLDER}"
+    ids = [p.split("id=")[1] for p in drive_requests(standin)[1:]]
+    assert ids == FILE_IDS[1:]  # README.txt (file0) is not fetched
     known = json.loads((isolated_home / "weights" / "known_hashes.json").read_text())
     assert known["detpro-lvis/" + DETPRO_FILES[0]] == {
-        "gdrive_folder_id": DETPRO_FOLDER, "gdrive_id": "file1",
+        "gdrive_folder_id": DETPRO_FOLDER, "gdrive_id": FILE_IDS[1],
         "size": len(bodies[0]), "sha256": hashlib.sha256(bodies[0]).hexdigest(),
     }
-    serve(monkeypatch)  # cached: any network call would fail
+    standin.requests.clear()  # cached: no request
     assert weights.resolve_prompts("detpro-lvis", download=True) == folder
-    assert download_weights("detpro-lvis") == folder  # what `ovformer weights download` calls
+    assert download_weights("detpro-lvis") == folder
+    assert standin.requests == []
 
     (folder / DETPRO_FILES[3]).unlink()  # only the missing file is fetched again, and checked
-    serve(monkeypatch, folder_page(DETPRO_FILES), FakeResponse(b"changed upstream"))
+    standin.drive_files[FILE_IDS[4]] = (DETPRO_FILES[3], b"changed upstream")
     with pytest.raises(WeightsDownloadError, match="do not match"):
         weights.resolve_prompts("detpro-lvis", download=True)
+    assert [p.split("id=")[1] for p in drive_requests(standin)[1:]] == [FILE_IDS[4]]
     assert not (folder / DETPRO_FILES[3]).exists() and not list(folder.glob("*.part"))
 
 
-def test_prompt_set_folder_problems(monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
-    serve(monkeypatch, folder_page(DETPRO_FILES[:2]))
+def test_prompt_set_folder_problems(standin: StandinHosts, isolated_home: Path) -> None:
+    serve_prompts(standin, [b"x"] * 5, names=DETPRO_FILES[:2])
     with pytest.raises(WeightsDownloadError, match="does not list fg_bg_5_7_8_r1_prompt.pth") as err:
         weights.download_prompts("detpro-lvis", progress=False)
     assert f"https://drive.google.com/drive/folders/{DETPRO_FOLDER}" in str(err.value)
-    serve(monkeypatch, urllib.error.URLError("no route to host"))
+    standin.drive_folders.clear()  # the folder page is gone (no longer shared)
     with pytest.raises(WeightsDownloadError, match="by hand") as err:
         weights.download_prompts("detpro-lvis", progress=False)
     assert str(isolated_home / "weights" / "detpro-lvis") in str(err.value)
 
 
-def test_cli_lists_and_downloads_the_prompt_set(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+def test_cli_lists_and_downloads_the_prompt_set(standin: StandinHosts, capsys: pytest.CaptureFixture[str],
                                                  isolated_home: Path) -> None:
     from ovformer.tools.weights import main
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "detpro-lvis" in out and "0/5 files" in out and str(isolated_home / "weights" / "detpro-lvis") in out
-    serve(monkeypatch, folder_page(DETPRO_FILES), *(FakeResponse(b"ctx") for _ in DETPRO_FILES))
+    serve_prompts(standin, [b"ctx"] * 5)
     assert main(["download", "detpro-lvis"]) == 0
     assert capsys.readouterr().out.strip() == str(isolated_home / "weights" / "detpro-lvis")
     assert main(["list"]) == 0
     assert "detpro-lvis  5 files from a Drive folder    cached" in capsys.readouterr().out
+    assert main(["download", "detpro-lvis", "--offline"]) == 0  # nothing missing: nothing to refuse
