@@ -6,7 +6,7 @@ file is staged as ``<file>.part`` (or the hub's ``.incomplete`` blob), its size 
 checked against ``known_hashes.json`` (recorded there by the first download), and only then is
 it renamed to its final name. A failure raises :class:`~ovformer.weights.WeightsDownloadError`
 whose ``reason`` says why (``"network"``, ``"quota"``, ``"disk-full"``, ``"verification"``,
-``"offline"``, ``"other"``); nothing that looks complete is left behind.
+``"other"``); nothing that looks complete is left behind.
 
 Test hosts
 ----------
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import shutil
@@ -199,9 +200,7 @@ _WHY = {
 
 def _failure(exc: BaseException, label: str, by_hand: str) -> WeightsDownloadError:
     reason = _reason(exc)
-    err = WeightsDownloadError(f"Could not download {label}: {_WHY[reason]}.\n  cause: {exc}\n  {by_hand}")
-    err.reason = reason
-    return err
+    return WeightsDownloadError(f"Could not download {label}: {_WHY[reason]}.\n  cause: {exc}\n  {by_hand}", reason=reason)
 
 
 def _check_free_space(folder: Path, needed: int | None, label: str) -> None:
@@ -209,10 +208,8 @@ def _check_free_space(folder: Path, needed: int | None, label: str) -> None:
         return
     free = shutil.disk_usage(folder).free
     if free < needed:
-        err = WeightsDownloadError(f"Could not download {label}: the disk is full ({free} bytes free in "
-                                   f"{folder}, the file takes {needed}).")
-        err.reason = "disk-full"
-        raise err
+        raise WeightsDownloadError(f"Could not download {label}: the disk is full ({free} bytes free in "
+                                   f"{folder}, the file takes {needed}).", reason="disk-full")
 
 
 def sha256_of(path: Path) -> str:
@@ -224,8 +221,7 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, size: int, digest: str, expected: tuple[int | None, str | None], label: str,
-           record_hint: str) -> None:
+def verify(size: int, digest: str, expected: tuple[int | None, str | None], label: str, record_hint: str) -> None:
     """Raise WeightsDownloadError (reason ``"verification"``) when size/digest differ from ``expected``."""
     want_size, want_sha = expected
     problems = []
@@ -234,10 +230,8 @@ def verify(path: Path, size: int, digest: str, expected: tuple[int | None, str |
     if want_sha is not None and digest != want_sha:
         problems.append(f"sha256 {digest}, expected {want_sha}")
     if problems:
-        err = WeightsDownloadError(f"Downloaded {label} do not match the record ({'; '.join(problems)}). "
-                                   f"The file was removed. {record_hint}")
-        err.reason = "verification"
-        raise err
+        raise WeightsDownloadError(f"Downloaded {label} do not match the record ({'; '.join(problems)}). "
+                                   f"The file was removed. {record_hint}", reason="verification")
 
 
 # --- Google Drive (gdown) -------------------------------------------------------------------
@@ -245,12 +239,7 @@ def verify(path: Path, size: int, digest: str, expected: tuple[int | None, str |
 
 def _partials(staged: Path) -> list[Path]:
     # gdown's own partial file for output X is X + 8 random characters + ".part"
-    return [p for p in staged.parent.glob(glob_escape(staged.name) + "*.part") if p != staged]
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters escaped."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+    return [p for p in staged.parent.glob(glob.escape(staged.name) + "*.part") if p != staged]
 
 
 def fetch_drive_file(file_id: str, dest: Path, *, label: str, expected: tuple[int | None, str | None],
@@ -292,7 +281,7 @@ def fetch_drive_file(file_id: str, dest: Path, *, label: str, expected: tuple[in
     size = staged.stat().st_size
     meter(size, size, final=True)
     try:
-        verify(staged, size, digest, expected, label, record_hint)
+        verify(size, digest, expected, label, record_hint)
     except WeightsDownloadError:
         staged.unlink(missing_ok=True)
         raise
@@ -401,7 +390,7 @@ def fetch_hub_file(repo_id: str, filename: str, *, label: str, expected: tuple[i
     meter(size, size, final=True)
     etag_sha = blob.name if len(blob.name) == 64 and all(c in "0123456789abcdef" for c in blob.name) else None
     try:
-        verify(blob, size, digest, (expected[0], expected[1] or etag_sha), label, record_hint)
+        verify(size, digest, (expected[0], expected[1] or etag_sha), label, record_hint)
     except WeightsDownloadError:
         blob.unlink(missing_ok=True)  # the snapshot link now dangles: the file reads as missing
         path.unlink(missing_ok=True)

@@ -53,10 +53,12 @@ class WeightsDownloadError(RuntimeError):
     Attributes:
         reason: ``"network"`` (no network, host unreachable, connection cut), ``"quota"``
             (Google Drive sent a web page instead of the file), ``"disk-full"``,
-            ``"verification"`` (size/SHA-256 differ from the record), ``"offline"`` or ``"other"``.
+            ``"verification"`` (size/SHA-256 differ from the record) or ``"other"``.
     """
 
-    reason: str = "other"
+    def __init__(self, message: str = "", *, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
