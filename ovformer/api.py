@@ -117,6 +117,15 @@ def load_model(weights: str | Path | None = "r50-lvvis", *, preset: str | None =
                        conv.iteration, classifier)
 
 
+def checkpoint_classifier(path: str | Path) -> StoredClassifier | None:
+    """The classifier a checkpoint file was trained with and its training vocabulary, when both
+    are known (see :func:`load_model`); None otherwise. Used by training to start a fine-tune
+    from the released classifier."""
+    from .checkpoint import read_checkpoint
+    conv = read_checkpoint(path)
+    return _stored_classifier(Path(path), conv.text_embeds, conv.meta.get("vocabulary"), None)
+
+
 def _stored_classifier(path: Path, weight: torch.Tensor | None, names: list[str] | None,
                        given: Vocabulary | None) -> StoredClassifier | None:
     """The checkpoint's classifier with its training vocabulary: given by the caller, recorded

@@ -103,12 +103,13 @@ def test_every_path_gives_the_same_bytes(tmp_path, monkeypatch):
     cli_text = text_from_args(args, pred, vocab_from_args(args))                 # ovformer predict
     app_text = pred.embed_vocabulary(["aerosol_can", "bat_(animal)", "Giant Panda"])  # app pre-label
     loop_text = pred.embed_vocabulary(Vocabulary.from_categories(categories))       # closed loop, eval
-    from training.loop import training_text_embeddings
-    train_text = training_text_embeddings(Vocabulary.from_categories(categories), clip,
-                                          classifier=None, templates=None)
+    from training.data import YTVISFolder, build_vocabulary
+    names = build_vocabulary([YTVISFolder(ann, tmp_path, {"categories": categories})])
+    train_text = embed_vocabulary(Vocabulary.from_names(names), clip)  # as training/loop.py
     assert cli_text.vocabulary.prompt_names == ["aerosol can", "bat animal", "Giant Panda"]
+    assert loop_text.vocabulary.ids == cli_text.vocabulary.ids == [1, 3, 7]
+    assert train_text.vocabulary.names == cli_text.vocabulary.names
     for other in (loop_text, train_text):
-        assert other.vocabulary.ids == cli_text.vocabulary.ids == [1, 3, 7]
         assert other.embeds.numpy().tobytes() == cli_text.embeds.numpy().tobytes()
     # the app's typed names are in the project's order; the same class has the same bytes
     order = [app_text.vocabulary.names.index(n) for n in ["aerosol_can", "bat_(animal)", "Giant Panda"]]

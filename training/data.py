@@ -23,6 +23,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 # find_annotation_file is also used from here by the app (held-out annotation files)
+from ovformer.vocab import name_key
 from ovformer.ytvis.dataset import find_annotation_file, frame_file_name, image_root  # noqa: F401
 from training.augment import ClipAugmentation
 
@@ -31,14 +32,9 @@ from training.augment import ClipAugmentation
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 
 
-def normalize_name(name: str) -> str:
-    """Key used to match category names across datasets ("Bow_(weapon)" == "bow (weapon)")."""
-    return " ".join(name.replace("_", " ").lower().split())
-
-
-def display_name(name: str) -> str:
-    """Name given to CLIP: LVIS-style underscores become spaces."""
-    return " ".join(name.replace("_", " ").split())
+#: Key used to match category names across datasets ("Bow_(weapon)" == "bow weapon"): the
+#: library's one rule (ovformer.vocab.name_key).
+normalize_name = name_key
 
 
 @dataclass
@@ -86,11 +82,12 @@ def load_ytvis_folder(path: str | Path) -> YTVISFolder:
 
 def build_vocabulary(folders: Sequence[YTVISFolder]) -> list[str]:
     """Union of category names over datasets, in order of first appearance (dataset order,
-    then category id), as display names. Names equal after `normalize_name` merge."""
+    then category id), spelled as the first dataset spells them (``aerosol_can``; CLIP reads
+    them through ``Vocabulary``). Names equal after `normalize_name` merge."""
     names: dict[str, str] = {}
     for f in folders:
         for c in sorted(f.categories, key=lambda c: c["id"]):
-            names.setdefault(normalize_name(c["name"]), display_name(c["name"]))
+            names.setdefault(normalize_name(c["name"]), c["name"])
     return list(names.values())
 
 

@@ -23,7 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ovformer.api import checkpoint_classifier
 from ovformer.clip import clip_fingerprint, load_clip
+from ovformer.text_embeddings import StoredClassifier, TextEmbeddings, embed_vocabulary, find_detpro_context
+from ovformer.vocab import Vocabulary
 from ovformer.factory import create_model
 from training import dist
 from training.augment import ClipAugmentation
@@ -127,7 +130,19 @@ def run_training(settings: TrainSettings,
         folders = [_without_novel(f, settings.novel_categories or (), di.is_main, removed) for f in folders]
     freq = category_frequencies(folders, vocab)
     clip = load_clip(settings.clip, di.device)
-    text = clip.encode_text(vocab, settings.templates).float().to(di.device)  # (K, D)
+    init_path = None
+    if settings.init:
+        from ovformer.weights import resolve_weights  # a registry name ("r50-lvvis") or a path
+        init_path = resolve_weights(settings.init, download=True)
+    # the same function as every other path: the init checkpoint's classifier for the classes
+    # it knows, DetPro prompts or the prompt ensemble for the others
+    detpro, note = find_detpro_context(clip)
+    text_emb = embed_vocabulary(Vocabulary.from_names(vocab), clip,
+                                classifier=checkpoint_classifier(init_path) if init_path else None,
+                                detpro_context=detpro, templates=settings.templates, note=note)
+    if di.is_main:
+        logger.info("class embeddings: %s", text_emb.summary())
+    text = text_emb.embeds.to(di.device)  # (K, D)
     if text.shape[1] != run.model_config.clip_dim:
         raise ValueError(f"CLIP {settings.clip!r} gives {text.shape[1]}-d embeddings, the model "
                          f"expects {run.model_config.clip_dim}")
@@ -153,10 +168,8 @@ def run_training(settings: TrainSettings,
             optimizer.load_state_dict(state.optimizer)
         if scaler is not None and state.scaler:
             scaler.load_state_dict(state.scaler)
-    elif settings.init:
-        from ovformer.weights import resolve_weights  # a registry name ("r50-lvvis") or a path
-
-        load_init_weights(resolve_weights(settings.init, download=True), model)
+    elif init_path is not None:
+        load_init_weights(init_path, model)
     model.to(di.device).train()
     # optimizer state loaded before .to(): move its tensors with the parameters
     for st in optimizer.state.values():
@@ -234,7 +247,7 @@ def run_training(settings: TrainSettings,
                 writer.write({"iteration": done, **rec, "lr": lr, "iter_time_s": avg_iter,
                               "samples_per_s": run.batch / avg_iter})
         if settings.eval_period and settings.val and done % settings.eval_period == 0 and done != run.iters:
-            last_eval = _evaluate(settings, run, model, clip, di, writer, out, done)
+            last_eval = _evaluate(settings, run, model, clip, text_emb, detpro, di, writer, out, done)
         want_stop = False
         if di.is_main:
             want_stop = (out / STOP_FILE).exists()
@@ -253,7 +266,7 @@ def run_training(settings: TrainSettings,
         final = out / FINAL_CHECKPOINT
         save(run.iters, final)
         if settings.val:
-            last_eval = _evaluate(settings, run, model, clip, di, writer, out, run.iters)
+            last_eval = _evaluate(settings, run, model, clip, text_emb, detpro, di, writer, out, run.iters)
     fps = dist.gather_fingerprints(model)
     if bar is not None:
         bar.close()
@@ -304,9 +317,10 @@ def _train_step(net: torch.nn.Module, criterion: VideoSetCriterion, optimizer: t
 
 
 def _evaluate(settings: TrainSettings, run: ResolvedRun, model: torch.nn.Module, clip: Any,
-              di: dist.DistInfo, writer: MetricsWriter | None, out: Path, iteration: int) -> dict | None:
-    """Rank 0 evaluates on the validation set, logs and saves `eval/iter_N.json`; the
-    other ranks wait."""
+              text: TextEmbeddings, detpro: torch.Tensor | None, di: dist.DistInfo,
+              writer: MetricsWriter | None, out: Path, iteration: int) -> dict | None:
+    """Rank 0 evaluates on the validation set (training classes scored with the run's own
+    class embeddings ``text``), logs and saves `eval/iter_N.json`; the other ranks wait."""
     result = None
     if di.is_main:
         from training.evaluation import evaluate_on_folder
@@ -316,7 +330,8 @@ def _evaluate(settings: TrainSettings, run: ResolvedRun, model: torch.nn.Module,
         result = evaluate_on_folder(model, clip, load_ytvis_folder(settings.val), min_size=settings.eval_min_size or cfg.min_size_test,
                                     max_size=cfg.max_size_test, clip_length=cfg.clip_length, top_k=cfg.test_topk,
                                     device=di.device, templates=settings.templates,
-                                    max_videos=settings.eval_max_videos)
+                                    classifier=StoredClassifier(text.vocabulary, text.embeds),
+                                    detpro_context=detpro, max_videos=settings.eval_max_videos)
         (out / "eval").mkdir(exist_ok=True)
         (out / "eval" / f"iter_{iteration:07d}.json").write_text(json.dumps(result, indent=1))
         summary = {k: v for k, v in result.items() if not isinstance(v, (list, dict))}

@@ -142,6 +142,11 @@ def resolve(settings: TrainSettings) -> ResolvedRun:
     if spec is None:
         raise ValueError("give a model preset or a --config YAML")
     cfg = resolve_config(spec)
+    if cfg.meta_arch == "image":
+        # The official video stage fine-tunes the LVIS image checkpoints with the video decoder
+        # (configs/lvvis/video_ovformer_*.yaml: VideoOVFormer, weights from the LVIS model);
+        # both share every key, so the image weights load into the video model as they are.
+        cfg = dataclasses.replace(cfg, meta_arch="video")
     r = cfg.train
     iters = settings.iters if settings.iters is not None else r.max_iter
     if settings.steps is not None:
