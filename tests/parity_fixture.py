@@ -10,14 +10,19 @@ import os
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-_SHARED = _HERE.parents[1] / "shared" / "reference" / "ovformer_parity"
-_VENDORED = _HERE / "fixtures" / "ovformer_parity"
+
+
+def fixture_dir(env: str, name: str) -> Path:
+    """``$env`` if set, else ``../shared/reference/<name>`` beside the checkout, else the copy
+    vendored in ``tests/fixtures/<name>``."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    shared = _HERE.parents[1] / "shared" / "reference" / name
+    return shared if (shared / "expected_outputs.pt").is_file() else _HERE / "fixtures" / name
 
 
 def parity_fixture_dir() -> Path:
-    if os.environ.get("OVFORMER_PARITY_FIXTURE"):
-        return Path(os.environ["OVFORMER_PARITY_FIXTURE"])
-    return _SHARED if (_SHARED / "expected_outputs.pt").is_file() else _VENDORED
+    return fixture_dir("OVFORMER_PARITY_FIXTURE", "ovformer_parity")
 
 
 FIXTURE = parity_fixture_dir()

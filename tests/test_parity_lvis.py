@@ -10,10 +10,8 @@ Nothing below assumes the fixture's sizes, query count or class count.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,19 +29,9 @@ from ovformer.inference.types import PredictOptions
 from ovformer.text_embeddings import TextEmbeddings
 from ovformer.vocab import Category, Vocabulary
 from ovformer.modeling import OVFormerImage
+from tests.parity_fixture import fixture_dir
 
-_HERE = Path(__file__).resolve().parent
-_SHARED = _HERE.parents[1] / "shared" / "reference" / "ovformer_parity_lvis"
-_VENDORED = _HERE / "fixtures" / "ovformer_parity_lvis"
-
-
-def lvis_fixture_dir() -> Path:
-    if os.environ.get("OVFORMER_PARITY_LVIS_FIXTURE"):
-        return Path(os.environ["OVFORMER_PARITY_LVIS_FIXTURE"])
-    return _SHARED if (_SHARED / "expected_outputs.pt").is_file() else _VENDORED
-
-
-FIXTURE = lvis_fixture_dir()
+FIXTURE = fixture_dir("OVFORMER_PARITY_LVIS_FIXTURE", "ovformer_parity_lvis")
 pytestmark = pytest.mark.skipif(not (FIXTURE / "expected_outputs.pt").is_file(),
                                 reason=f"LVIS parity fixture not found at {FIXTURE}")
 

@@ -13,7 +13,6 @@ exit status is 0 when every check ran, 1 when something was missing or failed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import platform
 import time
 from importlib import metadata
@@ -41,14 +40,6 @@ class _Report:
         self.missing.append(f"{what}: {how}")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _versions(rep: _Report) -> None:
     rep.section("versions")
     rep.line(f"python {platform.python_version()} on {platform.machine()}, "
@@ -62,6 +53,7 @@ def _versions(rep: _Report) -> None:
 
 def _checkpoint(rep: _Report, args: argparse.Namespace):
     from ..api import load_model
+    from ..download import sha256_of
     from ..weights import WeightsNotFoundError, resolve_weights
     rep.section("checkpoint")
     try:
@@ -69,7 +61,7 @@ def _checkpoint(rep: _Report, args: argparse.Namespace):
     except WeightsNotFoundError as exc:
         rep.miss("the checkpoint", str(exc))
         return None
-    rep.line(f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {_sha256(path)[:16]}...)")
+    rep.line(f"{path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {sha256_of(path)[:16]}...)")
     loaded = load_model(args.weights, preset=args.preset, config=args.config)
     cfg = loaded.config
     rep.line(f"architecture: {cfg.backbone}, {cfg.num_queries} queries, "
