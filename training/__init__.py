@@ -10,15 +10,19 @@ Public entry points:
     read_metrics("runs/r1")                 # [{"iteration": 20, "loss": ..., "lr": ...}, ...]
 """
 
+# metrics.py is pure Python; everything else pulls in torch and the model, so it is imported
+# on first use (the dashboard reads metrics without paying for torch)
 from training.metrics import read_metrics, read_progress, request_stop
-from training.settings import TrainSettings
 
 __all__ = ["TrainSettings", "run_training", "start_run", "RunHandle", "read_metrics", "read_progress",
            "request_stop", "TrainProgress", "TrainResult"]
 
 
 def __getattr__(name: str):
-    # the loop pulls in the model and CLIP: import it only when used
+    if name == "TrainSettings":
+        from training.settings import TrainSettings
+
+        return TrainSettings
     if name in ("run_training", "TrainProgress", "TrainResult"):
         from training import loop
 

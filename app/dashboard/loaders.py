@@ -8,37 +8,16 @@ corrupt file in a large runs folder must not hide everything else.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
 from dataclasses import dataclass, field
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterator
 
+# the one metrics.jsonl reader; importing it does not import torch (training/__init__ is lazy)
+from training.metrics import parse_metrics, read_metrics  # noqa: F401  (re-exported)
 
-
-def _training_metrics() -> ModuleType:
-    """`training.metrics` (the one metrics.jsonl reader) without running `training/__init__.py`,
-    which imports the model stack (torch: seconds, 16 s on a busy machine) for `TrainSettings`;
-    the dashboard's first page must not wait for it. Once `training/__init__` imports lazily,
-    this is a plain `from training.metrics import ...`."""
-    name = "training.metrics"
-    if name not in sys.modules:
-        spec = importlib.util.find_spec("training")  # a top-level package: found, not imported
-        assert spec is not None and spec.submodule_search_locations, "the training package is missing"
-        path = Path(next(iter(spec.submodule_search_locations))) / "metrics.py"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module  # `import training` later reuses it
-        module_spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-parse_metrics = _training_metrics().parse_metrics
-read_metrics = _training_metrics().read_metrics
 
 # Summary keys of ovformer/ytvis/evaluate.py METRICS files, in display order.
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
