@@ -20,10 +20,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 # find_annotation_file is also used from here by the app (held-out annotation files)
 from ovformer.vocab import name_key
+from ovformer.ytvis.rle import decode_rle
 from ovformer.ytvis.dataset import find_annotation_file, frame_file_name, image_root  # noqa: F401
 from training.augment import ClipAugmentation
 
@@ -160,19 +160,6 @@ def category_frequencies(folders: Sequence[YTVISFolder], vocabulary: Sequence[st
     return counts.float()
 
 
-def decode_segmentation(seg: dict | list | None, h: int, w: int) -> np.ndarray | None:
-    """(h, w) bool mask from compressed RLE, uncompressed RLE or polygons; None if absent."""
-    if not seg:
-        return None
-    if isinstance(seg, list):  # polygons
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-    elif isinstance(seg.get("counts"), list):  # uncompressed RLE (official YTVIS-2019 files)
-        rle = mask_utils.frPyObjects(seg, h, w)
-    else:
-        rle = seg
-    return mask_utils.decode(rle).astype(bool)
-
-
 def sample_frame_indices(rng: np.random.Generator, length: int, num_frames: int, frame_range: int) -> list[int]:
     """Frame indices of a training clip, sorted: a uniformly random reference frame plus
     ``num_frames - 1`` frames drawn (with replacement, as released) within
@@ -266,7 +253,8 @@ class VideoClipDataset:
         masks = np.zeros((len(tracks), len(idx), h, w), dtype=bool)
         for n, a in enumerate(tracks):
             for j, t in enumerate(idx):
-                m = decode_segmentation(a["segmentations"][t] if t < len(a["segmentations"]) else None, h, w)
+                seg = a["segmentations"][t] if t < len(a["segmentations"]) else None
+                m = decode_rle(seg, h, w) if seg else None
                 if m is not None:
                     masks[n, j] = m[:h, :w]
         frames, masks = self.augmentation(rng, frames, masks)
