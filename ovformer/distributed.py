@@ -7,7 +7,6 @@ function here is the single-process identity and nothing is set up.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,10 +27,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def host(self) -> str:
-        return socket.gethostname()
 
 
 def launched_by_torchrun() -> bool:

@@ -54,7 +54,8 @@ def test_predict_real_videos_with_prelabels_and_render(tmp_path, sample_videos):
         assert (seg is None) == (area is None)
         if seg is not None:
             assert int(mask_utils.area(seg)) == area
-    with av.open(str(tmp_path / "ov_bikes.mp4")) as c:
+    [overlay] = tmp_path.glob("ov_bikes-*.mp4")  # named by the stem and a hash of the path
+    with av.open(str(overlay)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in c.decode(video=0)) == 12
 
@@ -107,7 +108,7 @@ def test_rerun_skips_done_videos(tmp_path, sample_videos, capsys):
     first = (tmp_path / "res.json").read_text()
     capsys.readouterr()
     assert cli(args) == 0
-    assert "skip bikes: already done" in capsys.readouterr().err
+    assert f"skip {sample_videos / 'bikes.mp4'}: already done" in capsys.readouterr().err
     assert (tmp_path / "res.json").read_text() == first
     # another vocabulary is other work: not skipped
     assert cli(args[:-4] + ["--vocab", "dog", "--out", str(tmp_path / "res.json")]) == 0
@@ -182,3 +183,59 @@ def test_progress_without_preview_skips_the_masks():
     pred.predict(frames, text, PredictOptions(preview_k=3), on_clip=shown.append)
     assert [len(c.preview) for c in shown] == [3, 3]
     assert shown[0].preview[0][3].shape == (5, 40, 60) and shown[1].preview[0][3].shape == (2, 40, 60)
+
+
+def _small_video(path: Path, frames: int, size: tuple[int, int], seed: int,
+                 codec: str = "libx264") -> Path:
+    """A short noisy video of its own size and content (each seed a different video)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h, w = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=Fraction(25))
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            img = rng.integers(0, 256, (h, w, 3), np.uint8)
+            img[h // 4:h // 2, (3 * i) % (w // 2):(3 * i) % (w // 2) + w // 4] = (250, 20, 20)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def _by_video(path: Path) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for r in json.loads(path.read_text()):
+        out.setdefault(r["video_id"], []).append({k: v for k, v in r.items() if k != "video_id"})
+    return out
+
+
+def test_inputs_with_one_stem_keep_their_own_results_also_when_resumed(tmp_path, capsys):
+    videos = [_small_video(tmp_path / "a" / "clip.mp4", 4, (48, 64), 1),
+              _small_video(tmp_path / "b" / "clip.mp4", 6, (64, 48), 2),
+              _small_video(tmp_path / "clip.webm", 5, (40, 72), 3, codec="libvpx")]
+    common = [*TINY, "--vocab", "red box, noise", "--min-size", "48"]
+    alone = []
+    for i, v in enumerate(videos):
+        assert cli(["predict", str(v), *common, "--out", str(tmp_path / f"alone{i}.json")]) == 0
+        alone.append(_by_video(tmp_path / f"alone{i}.json")[1])
+    out = tmp_path / "res.json"
+    batch = ["predict", *map(str, videos), *common, "--out", str(out)]
+    assert cli(batch) == 0
+    got = _by_video(out)
+    assert [got[k] for k in (1, 2, 3)] == alone  # each video its own results, in input order
+    assert [got[k][0]["segmentations"][0]["size"] for k in (1, 2, 3)] == [[48, 64], [64, 48],
+                                                                         [40, 72]]
+    parts = sorted((tmp_path / "res.json.parts").glob("*.json"))
+    assert len(parts) == 3 and all(p.name.startswith("clip-") for p in parts)
+    # an interrupted run: b/clip.mp4's part never written (a temporary file left behind), and a
+    # stem-named part of the old layout holding another video's results
+    b_part = next(p for p in parts if json.loads(p.read_text())["key"] == str(videos[1]))
+    b_part.rename(b_part.with_suffix(".json.tmp0"))
+    (tmp_path / "res.json.parts" / "clip.json").write_text(parts[0].read_text())
+    capsys.readouterr()
+    assert cli(batch) == 0
+    err = capsys.readouterr().err
+    assert err.count("already done") == 2 and f"done {videos[1]}:" in err
+    assert _by_video(out) == got

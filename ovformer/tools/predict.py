@@ -3,22 +3,30 @@
     ovformer predict bikes.mp4 frames_dir/ ytvis_dataset/ --vocab "person, bicycle" \\
         --out results.json [--gt-out prelabels/annotations.json] [--render overlay.mp4]
 
-Each video's outputs are kept in ``RESULTS.json.parts/`` as soon as it is done, so a rerun skips
-finished videos (same settings) and an interrupted batch loses at most the video in flight.
-A bad input prints one ``error:`` line naming the file and the batch goes on.
+Each video's outputs are kept in ``RESULTS.json.parts/`` as soon as it is done, one file per
+input keyed by its full path (or dataset and video id), so a rerun skips finished videos (same
+settings) and an interrupted batch loses at most the video in flight. A bad input prints one
+``error:`` line naming the file and the batch goes on.
+
+Under ``torchrun --nproc-per-node N "$(which ovformer)" predict ...`` (one node or many over a
+shared filesystem) the inputs not done yet are shared out over the ranks by frame count, each
+rank writes its videos' parts (each records its rank and host), and rank 0 merges them into
+``RESULTS.json`` (and ``--gt-out``) once every rank is done; a rerun with any world size
+finishes what a dead rank left. A plain ``ovformer predict`` is one process.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
-import re
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from .. import distributed
 from ..render import render_overlay_video
 from ..ytvis.io import write_gt
 from ..ytvis.results import write_results
@@ -49,13 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prelabel-threshold", type=float, default=0.3,
                    help="tracks below this score are left out of --gt-out")
     p.add_argument("--no-resume", action="store_true", help="redo videos already done")
+    p.add_argument("--wait-hours", type=float, default=72.0,
+                   help="under torchrun: how long finished ranks wait for the slowest one")
     add_model_args(p)
     add_vocab_args(p)
     return p
-
-
-def _safe(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", key)
 
 
 def _settings_hash(args: argparse.Namespace, predictor, text) -> str:
@@ -104,7 +110,7 @@ class _FrameWriter:
 
 def _render(item: InputVideo, pred, args: argparse.Namespace, multi: bool) -> Path:
     out = args.render if not multi else args.render.with_name(
-        f"{args.render.stem}_{_safe(item.key)}{args.render.suffix or '.mp4'}")
+        f"{args.render.stem}_{item.slug}{args.render.suffix or '.mp4'}")
     source = item.open(args.fps, args.max_frames)
     fps = args.fps or source.info.fps or 25.0
     shown = [t for t in pred.tracks if t.score >= args.prelabel_threshold] or pred.tracks[:5]
@@ -117,18 +123,19 @@ def _render(item: InputVideo, pred, args: argparse.Namespace, multi: bool) -> Pa
 
 
 def predict_one(item: InputVideo, video_id: int, predictor: VideoPredictor, text: TextEmbeddings,
-                args, settings: str, parts: Path) -> dict[str, Any]:
-    """Predict one video and store its part file; returns the part."""
+                args, settings: str, parts: Path, where: dict[str, Any]) -> dict[str, Any]:
+    """Predict one video and store its part file (``where``: the rank and host running it);
+    returns the part."""
     source = item.open(args.fps, args.max_frames)
     frames_dir = None
     if args.gt_out is not None:
-        frames_dir = args.gt_out.parent / "JPEGImages" / _safe(item.key)
+        frames_dir = args.gt_out.parent / "JPEGImages" / item.slug
     stream = _FrameWriter(source, frames_dir)
     total = source.info.num_frames or None
-    with tqdm(total=total, desc=item.key[-30:], unit="frame", leave=False) as bar:
+    with tqdm(total=total, desc=item.label[-30:], unit="frame", leave=False) as bar:
         pred = predictor.predict(stream, text, PredictOptions(preview_k=0), num_frames=total,
                                  on_clip=lambda c: bar.update(c.frames_done - bar.n))
-    part = {"key": item.key, "settings": settings, "video_id": video_id,
+    part = {"key": item.key, "settings": settings, "video_id": video_id, **where,
             "untrained": pred.untrained, "weights": pred.weights_label,
             "results": pred.results(video_id),
             "video": {"id": video_id, "width": pred.width, "height": pred.height,
@@ -137,14 +144,72 @@ def predict_one(item: InputVideo, video_id: int, predictor: VideoPredictor, text
     if args.render is not None:
         multi = len(args.inputs) > 1 or item.frame_files is not None  # a dataset has many videos
         part["render"] = str(_render(item, pred, args, multi))
-    tmp = parts / f"{_safe(item.key)}.json.tmp"
+    tmp = parts / f"{item.slug}.json.tmp{where['rank']}"
     tmp.write_text(json.dumps(part))
-    tmp.replace(parts / f"{_safe(item.key)}.json")
+    tmp.replace(parts / f"{item.slug}.json")
     return part
+
+
+def _load_part(parts: Path, item: InputVideo, settings: str, video_id: int) -> dict | None:
+    """The stored part of ``item`` when it was made with ``settings``, with ``video_id`` (ids
+    follow the order of this run's inputs); None when there is none to reuse."""
+    try:
+        part = json.loads((parts / f"{item.slug}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if part.get("key") != item.key or part.get("settings") != settings:
+        return None
+    if part["video_id"] != video_id:
+        part["video_id"] = part["video"]["id"] = video_id
+        for entry in part["results"] + part["annotations"]:
+            entry["video_id"] = video_id
+    return part
+
+
+def shard_by_frames(frames: list[int], world_size: int) -> list[list[int]]:
+    """Indices of ``frames`` per rank, the longest video first to the least-loaded rank (ties to
+    the lowest rank), each rank's list in input order: deterministic, so every rank computes
+    the same plan."""
+    loads, plan = [0] * world_size, [[] for _ in range(world_size)]
+    for i in sorted(range(len(frames)), key=lambda i: (-frames[i], i)):
+        r = min(range(world_size), key=lambda r: (loads[r], r))
+        loads[r] += max(1, frames[i])
+        plan[r].append(i)
+    return [sorted(p) for p in plan]
+
+
+class _Texts:
+    """The text embeddings of each vocabulary met, computed once."""
+
+    def __init__(self, args, predictor, quiet: bool) -> None:
+        self.args, self.predictor, self.quiet, self.seen = args, predictor, quiet, []
+
+    def __call__(self, vocab: Vocabulary) -> TextEmbeddings:
+        for v, text in self.seen:
+            if v == vocab:
+                return text
+        text = text_from_args(self.args, self.predictor, vocab)
+        if not self.quiet:
+            print(f"vocabulary: {len(vocab)} classes, {text.summary()}", file=sys.stderr)
+        self.seen.append((vocab, text))
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not distributed.launched_by_torchrun():
+        return _run(args, None)
+    di = distributed.init_distributed(args.device, timeout_s=args.wait_hours * 3600)
+    args.device = str(di.device)
+    try:
+        return _run(args, di)
+    finally:
+        distributed.cleanup()
+
+
+def _run(args: argparse.Namespace, di: distributed.DistInfo | None) -> int:
+    rank, world = (di.rank, di.world_size) if di is not None else (0, 1)
+    where = {"rank": rank, "host": socket.gethostname()}
     try:
         given = vocab_from_args(args)
         items = list(expand_inputs(args.inputs))
@@ -161,45 +226,59 @@ def main(argv: list[str] | None = None) -> int:
         predictor = build_predictor(args, **kwargs)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
-    if predictor.untrained:
+    if predictor.untrained and rank == 0:
         print("WARNING: UNTRAINED random weights: the predictions mean nothing.", file=sys.stderr)
     parts = Path(f"{args.out}.parts")
     parts.mkdir(parents=True, exist_ok=True)
     used = {i.video_id for i in items if i.video_id is not None}
-    next_id, done, failed, vocab_key = 1, [], 0, None
-    for item in items:
-        video_id = item.video_id
-        if video_id is None:
+    ids, next_id = [], 1
+    for item in items:  # the same ids on every rank and in every run over these inputs
+        if item.video_id is None:
             while next_id in used:
                 next_id += 1
-            video_id, next_id = next_id, next_id + 1
-        vocab = given or Vocabulary.from_categories(item.categories)
-        if vocab != vocab_key:
-            try:
-                text = text_from_args(args, predictor, vocab)
-            except (OSError, ValueError) as exc:
-                return fail(str(exc))
-            print(f"vocabulary: {len(vocab)} classes, {text.summary()}", file=sys.stderr)
-            vocab_key = vocab
-        settings = _settings_hash(args, predictor, text)
-        part_file = parts / f"{_safe(item.key)}.json"
-        if not args.no_resume and part_file.is_file():
-            part = json.loads(part_file.read_text())
-            if part.get("settings") == settings:
-                print(f"skip {item.key}: already done", file=sys.stderr)
-                done.append(part)
-                continue
+            next_id += 1
+        ids.append(item.video_id if item.video_id is not None else next_id - 1)
+    texts = _Texts(args, predictor, quiet=rank != 0)
+    try:
+        settings = [_settings_hash(args, predictor, texts(given or Vocabulary.from_categories(
+            i.categories))) for i in items]
+    except (OSError, ValueError) as exc:
+        return fail(str(exc))
+    # which videos are left, and how long each is: every rank looks at its share of the inputs
+    survey = {}
+    for i in range(rank, len(items), world):
+        if not args.no_resume and _load_part(parts, items[i], settings[i], ids[i]) is not None:
+            print(f"skip {items[i].label}: already done", file=sys.stderr)
+            continue
         try:
-            done.append(predict_one(item, video_id, predictor, text, args, settings, parts))
-            print(f"done {item.key}: {len(done[-1]['results'])} results", file=sys.stderr)
+            survey[i] = items[i].count_frames(args.fps, args.max_frames) if world > 1 else 1
+        except Exception:  # the prediction reports it
+            survey[i] = 1
+    todo = {i: n for s in distributed.all_gather_object(survey) for i, n in s.items()}
+    pending = sorted(todo)
+    mine = [pending[j] for j in shard_by_frames([todo[i] for i in pending], world)[rank]]
+    failed = 0
+    for i in mine:
+        item = items[i]
+        vocab = given or Vocabulary.from_categories(item.categories)
+        try:
+            part = predict_one(item, ids[i], predictor, texts(vocab), args, settings[i], parts,
+                               where)
+            print(f"done {item.label}: {len(part['results'])} results", file=sys.stderr)
         except Exception as exc:  # one bad input never stops the batch
             failed += 1
             print(f"error: {item.path}: {exc}", file=sys.stderr)
+    failed = sum(distributed.all_gather_object(failed))  # also waits for every rank
+    if rank != 0:
+        return 1 if failed else 0
+    done = [p for p in (_load_part(parts, it, st, vid) for it, st, vid in zip(items, settings, ids))
+            if p is not None]
     write_results(args.out, [r for p in done for r in p["results"]])
     if args.gt_out is not None:
         _write_prelabels(args.gt_out, done, given, items)
-    print(f"wrote {args.out} ({len(done)} videos, {failed} failed)", file=sys.stderr)
-    return 1 if failed else 0
+    missing = len(items) - len(done)
+    print(f"wrote {args.out} ({len(done)} videos, {missing} failed)", file=sys.stderr)
+    return 1 if failed or missing else 0
 
 
 def _write_prelabels(path: Path, parts: list[dict], given: Vocabulary | None,
