@@ -63,7 +63,8 @@ def create_app(args: argparse.Namespace, cache: PredictorCache | None = None) ->
         sample = None
     cfg = Config(home=home, datasets=Path(args.datasets) if args.datasets else home / "datasets",
                  limits=Limits(args.max_upload_mb, args.max_duration, args.max_frames), sample_video=sample)
-    studio = Studio(cfg, ModelHub(ModelSpec(args.preset, args.weights, args.untrained, args.clip), cache))
+    studio = Studio(cfg, ModelHub(ModelSpec(args.preset, args.weights, args.untrained, args.clip), cache,
+                                  runs_root=home / "runs"))
     return build(studio), studio
 
 
@@ -82,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo, studio = create_app(args)
     print(f"OVFormer Studio on http://{args.host}:{args.port}  (data: {studio.cfg.home}; "
           f"model: {studio.hub.label()})", flush=True)
+    if note := studio.hub.startup_note():  # e.g. a first run: the weights come from the page's Download button
+        print(note, flush=True)
     demo.queue(default_concurrency_limit=4).launch(**launch_kwargs(args, studio))
     return 0
 
