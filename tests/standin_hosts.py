@@ -25,11 +25,12 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from ovformer.download import DownloadHosts
 
@@ -164,14 +165,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        if drop:  # half the bytes, then the connection goes away
+        end = start + (len(body) - start) // 2 if drop else len(body)  # a drop: half the bytes, then goodbye
+        rate = standin.rates.get(key)
+        step = max(1, int(rate / 20)) if rate else len(body) or 1  # throttled: 20 writes a second
+        for at in range(start, end, step):
+            self.wfile.write(body[at:min(at + step, end)])
+            if rate:
+                self.wfile.flush()
+                time.sleep(0.05)
+        if drop:
             standin.dropped.add(key)
-            self.wfile.write(body[start:start + (len(body) - start) // 2])
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(body[start:])
 
     def finish(self) -> None:
         try:
@@ -203,7 +209,8 @@ class StandinHosts:
     ``drive_folders`` (folder id -> (title, {file id: name})) and ``hub_files``
     ((repo_id, revision, filename) -> bytes); ``modes`` (a Drive file id or a hub filename ->
     ``"ok"``, ``"quota"``, ``"page"`` (the HTML in ``pages[file id]``), ``"drop"`` (always cut
-    mid-file) or ``"drop-once"``) changes the answer."""
+    mid-file) or ``"drop-once"``) changes the answer; ``rates`` (same keys -> bytes per second)
+    slows a file down so that a test can watch its progress."""
 
     def __init__(self, tls_dir: Path) -> None:
         self.ca, cert, key = make_tls(tls_dir)
@@ -213,6 +220,7 @@ class StandinHosts:
         self.modes: dict[object, str] = {}
         self.pages: dict[str, str] = {}
         self.dropped: set[object] = set()
+        self.rates: dict[object, float] = {}
         self.requests: list[Seen] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.standin = self
@@ -277,3 +285,104 @@ def only_loopback() -> Iterator[list[object]]:
         yield refused
     finally:
         socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = real_connect, real_connect_ex, real_getaddrinfo
+
+
+# --- a whole first run: the files a released model needs, small enough for a test ----------------
+
+
+@dataclass
+class ModelFiles:
+    """What the stand-in serves for ``r50-lvvis`` at the production ids: the checkpoint (Drive file),
+    DetPro's prompt folder (Drive folder) and the CLIP weights (hub file), made small:
+
+    - checkpoint: the ``tiny`` preset in the official layout (1196 LV-VIS classifier rows, as the
+      release) plus the architecture record this project writes (``"ovformer": {"config": ...}``),
+      so that the file loads under the released name without an R50's 170 MB;
+    - CLIP: open_clip's state dict of the seeded ``tiny-random`` architecture as
+      ``open_clip_model.safetensors`` (14 MB instead of ViT-B/32's 600 MB); it loads through
+      ``load_clip("openai")`` when :func:`tiny_clip_as_openai` gives open_clip's
+      ``ViT-B-32-quickgelu`` config that architecture;
+    - prompts: five (8, 64) contexts, the width of that CLIP's text tower, so DetPro applies.
+    """
+
+    checkpoint: bytes
+    clip: bytes
+    prompts: dict[str, tuple[str, bytes]]  # Drive file id -> (name, bytes)
+    checkpoint_id: str
+    folder_id: str
+    clip_key: tuple[str, str, str]  # (repo_id, revision, filename) as in the CLIP registry
+
+
+def make_model_files() -> ModelFiles:
+    import io
+
+    import safetensors.torch
+    import torch
+
+    from ovformer import clip as oclip
+    from ovformer.checkpoint import to_official_state_dict
+    from ovformer.clip_weights import get_clip_entry
+    from ovformer.config import get_preset
+    from ovformer.factory import create_model
+    from ovformer.weights import get_prompts_entry, get_weights_entry
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = create_model("tiny")
+        zs = torch.nn.functional.normalize(torch.randn(1196, 512), dim=1)
+        contexts = [torch.randn(8, 64) * 0.02 for _ in range(5)]
+    buf = io.BytesIO()
+    torch.save({"model": to_official_state_dict(model.state_dict(), zs), "iteration": 10,
+                "ovformer": {"config": get_preset("tiny").to_dict()}}, buf)
+    clip_state = {k: v.contiguous() for k, v in oclip._seeded_random(oclip._TINY_CFG).state_dict().items()}
+    prompts = {}
+    for i, (name, ctx) in enumerate(zip(get_prompts_entry("detpro-lvis").filenames, contexts)):
+        pbuf = io.BytesIO()
+        torch.save(ctx, pbuf)
+        prompts[f"promptfile{i}-abcdefghijklmnopqrstu"] = (name, pbuf.getvalue())
+    entry = get_clip_entry("clip-openai")
+    return ModelFiles(buf.getvalue(), safetensors.torch.save(clip_state), prompts,
+                      get_weights_entry("r50-lvvis").gdrive_id, get_prompts_entry("detpro-lvis").gdrive_folder_id,
+                      (entry.repo_id, entry.revision, entry.filename))
+
+
+def serve_model_files(standin: StandinHosts, files: ModelFiles) -> None:
+    """Fresh content for a test: ``files`` at their production ids, default modes, empty logs."""
+    for table in (standin.drive_files, standin.drive_folders, standin.hub_files, standin.modes, standin.pages,
+                  standin.rates):
+        table.clear()
+    standin.dropped.clear()
+    standin.requests.clear()
+    standin.drive_files[files.checkpoint_id] = ("ovformer_r50_lvvis.pth", files.checkpoint)
+    standin.drive_files.update(files.prompts)
+    standin.drive_folders[files.folder_id] = ("detpro prompts", {fid: name for fid, (name, _) in files.prompts.items()})
+    standin.hub_files[files.clip_key] = files.clip
+
+
+@contextlib.contextmanager
+def tiny_clip_as_openai() -> Iterator[None]:
+    """open_clip builds ``ViT-B-32-quickgelu`` (what ``load_clip("openai")`` asks for) with the
+    tiny-random architecture inside the block, so the small CLIP file of :class:`ModelFiles` loads
+    through the production path: the hub cache, ``open_clip.create_model(..., pretrained="openai")``."""
+    import open_clip.factory
+
+    from ovformer import clip as oclip
+
+    configs: dict[str, Any] = open_clip.factory._MODEL_CONFIGS
+    saved = configs.get("ViT-B-32-quickgelu")
+    configs["ViT-B-32-quickgelu"] = dict(oclip._TINY_CFG)
+    try:
+        yield
+    finally:
+        if saved is None:
+            configs.pop("ViT-B-32-quickgelu", None)
+        else:
+            configs["ViT-B-32-quickgelu"] = saved
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Files under ``folder`` other than the downloader's own records (relative paths)."""
+    if not folder.exists():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and p.name not in ("known_hashes.json", "gdown_cookies.txt"))
