@@ -100,7 +100,7 @@ def test_export_matches_pycocotools(proj, tmp_path):
     res = results(store, pid)
     assert sorted(r["score"] for r in res) == [0.2, 0.9]
     z = zip_folder(root, tmp_path / "out.zip")
-    assert "demo/annotations.json" in zipfile.ZipFile(z).namelist()
+    assert "p1-demo/annotations.json" in zipfile.ZipFile(z).namelist()  # the project id in the name
     ds = load_dataset_folder(root)
     assert len(ds.gt.annotations) == 2
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -74,12 +75,54 @@ def dataset_dir_name(project_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", project_name).strip("._") or "project"
 
 
+def export_name(project_id: int, project_name: str) -> str:
+    """``p<id>-<name>``: unique per project even when two names spell alike in ASCII
+    ("Проект" and "日本語" would both be ``project``)."""
+    return f"p{int(project_id)}-{dataset_dir_name(project_name)}"
+
+
+def stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def unique_path(path: Path) -> Path:
+    """``path``, or ``path`` with ``-2``, ``-3``... before the suffix when it exists (two exports in
+    the same second never overwrite each other)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k, out = 2, path
+    while out.exists():
+        out, k = path.with_name(f"{path.stem}-{k}{path.suffix}"), k + 1
+    return out
+
+
 def export_dataset(store: Store, project_id: int, datasets_root: Path, progress: Progress | None = None) -> Path:
-    """Write ``<datasets_root>/<project>/`` (annotations.json + JPEGImages) and return it."""
+    """Write ``<datasets_root>/p<id>-<project>/`` (annotations.json + JPEGImages) and return it.
+
+    Written into a folder of its own (``.tmp<pid>-<unique>``, never shared with a concurrent
+    export) and renamed into place; a run that trains on an earlier export is not affected
+    (runs train on a snapshot, :mod:`app.finetune.service`)."""
     gt = project_gt(store, project_id)
-    final = Path(datasets_root) / dataset_dir_name(store.project_name(project_id))
-    tmp = final.with_name(final.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    final = Path(datasets_root) / export_name(project_id, store.project_name(project_id))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp{os.getpid()}-", dir=final.parent))
+    try:
+        _write_dataset(store, project_id, gt, tmp, progress)
+        old = Path(tempfile.mkdtemp(prefix=f"{final.name}.old{os.getpid()}-", dir=final.parent))
+        try:
+            os.replace(final, old / "d") if final.exists() else None
+            os.replace(tmp, final)
+        except OSError:
+            if (old / "d").exists() and not final.exists():
+                os.replace(old / "d", final)  # put the previous export back
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _write_dataset(store: Store, project_id: int, gt: GroundTruth, tmp: Path, progress: Progress | None) -> None:
     vids = store.videos(project_id)
     for k, v in enumerate(vids):
         dst = tmp / "JPEGImages" / v.name
@@ -89,27 +132,33 @@ def export_dataset(store: Store, project_id: int, datasets_root: Path, progress:
         if progress:
             progress((k + 1) / (len(vids) + 1), f"copied frames of {v.name}")
     write_gt(tmp / "annotations.json", gt)
-    old = final.with_name(final.name + f".old{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` then rename to ``path``: a failed write (a full disk) leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}-{time.time_ns()}{path.suffix}")  # keeps the format
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def zip_folder(folder: Path, zip_path: Path) -> Path:
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as z:  # JPEGs do not compress further
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                z.write(p, p.relative_to(folder.parent))
-    return zip_path
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:  # JPEGs do not compress further
+            for p in sorted(folder.rglob("*")):
+                if p.is_file():
+                    z.write(p, p.relative_to(folder.parent))
+    return _atomic(zip_path, write)
 
 
 def write_results(store: Store, project_id: int, path: Path) -> Path:
     """The results layout (with each track's score) at ``path``."""
-    write_ytvis_results(path, results(store, project_id))
-    return path
+    data = results(store, project_id)
+    return _atomic(path, lambda tmp: write_ytvis_results(tmp, data))
 
 
 def render_video(store: Store, video_id: int, path: Path, hidden: set[int] = frozenset()) -> Path:
@@ -125,6 +174,5 @@ def render_video(store: Store, video_id: int, path: Path, hidden: set[int] = fro
     def items(i: int) -> list:
         return [(tid, tracks[tid].label, counts_mask(per_track[tid][i], v.height, v.width))
                 for tid in tracks if i in per_track.get(tid, {})]
-    path.parent.mkdir(parents=True, exist_ok=True)
     frames = (load_frame(store.frame_path(video_id, i)) for i in range(v.num_frames))
-    return render_overlay_video(frames, items, path, v.fps)
+    return _atomic(path, lambda tmp: render_overlay_video(frames, items, tmp, v.fps))

@@ -11,11 +11,15 @@ never changed.
 """
 from __future__ import annotations
 
+import math
+import os
+import shutil
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -40,6 +44,28 @@ class PrelabelSettings:
     fps: float = 0.0             # frames per second to run the model on; 0 = every stored frame
     score_threshold: float = 0.1  # tracks below this video-level score are dropped
     max_tracks: int = 20         # at most this many tracks, best first
+
+    #: (low, high) of each knob: what the page's sliders allow, enforced for API callers too
+    BOUNDS = {"min_size": (96, 1024), "clip_length": (1, 16), "fps": (0.0, 60.0),
+              "score_threshold": (0.0, 1.0), "max_tracks": (1, 100)}
+
+    @classmethod
+    def from_page(cls, min_size: Any, clip_length: Any, fps: Any, score_threshold: Any,
+                  max_tracks: Any) -> PrelabelSettings:
+        """The page's values, each checked against :attr:`BOUNDS` (ValueError says which)."""
+        raw = {"min_size": min_size, "clip_length": clip_length, "fps": fps or 0,
+               "score_threshold": score_threshold, "max_tracks": max_tracks}
+        out: dict[str, Any] = {}
+        for name, value in raw.items():
+            lo, hi = cls.BOUNDS[name]
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name.replace('_', ' ')} must be a number") from None
+            if not math.isfinite(x) or not lo <= x <= hi:
+                raise ValueError(f"{name.replace('_', ' ')} must be between {lo} and {hi} (got {value})")
+            out[name] = int(x) if isinstance(lo, int) else x
+        return cls(**out)
 
 
 @dataclass
@@ -68,14 +94,48 @@ class Cancelled(Exception):
     pass
 
 
+def sweep_spills(root: Path, at_start: bool = False) -> int:
+    """Remove spill folders that no running job writes; returns how many. A folder is named
+    ``<pid>-...`` by the process that writes it: another live process's are kept, and so are this
+    process's own unless ``at_start`` (no job of ours runs yet: a same-pid folder is a killed
+    app's, e.g. PID 1 in a restarted container)."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for d in root.iterdir():
+        pid = d.name.split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() and not at_start
+                              or int(pid) != os.getpid() and _alive(int(pid))):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class JobRunner:
-    """Starts pre-label threads; one job per video at a time."""
+    """Starts pre-label threads; one job per video at a time.
+
+    The model's per-clip masks spill to ``<home>/spill/<pid>-<video>-<n>/`` (never to ``$TMPDIR``,
+    which may be small and is never swept): the folder is removed when the job ends, and folders a
+    killed process left are removed when the next app starts (:func:`sweep_spills`)."""
 
     def __init__(self, store: Store, hub: ModelHub) -> None:
         self.store, self.hub = store, hub
         self.editor = Editor(store)
         self.jobs: dict[int, Job] = {}
         self._lock = threading.Lock()
+        self.spill_root = store.home / "spill"
+        sweep_spills(self.spill_root, at_start=True)
 
     def start(self, video_id: int, vocabulary: list[str], settings: PrelabelSettings) -> Job:
         v = self.store.video(video_id)
@@ -95,6 +155,7 @@ class JobRunner:
 
         t0 = time.time()
         indices: list[int] = []  # stored frame of each frame the model saw
+        spill = self.spill_root / f"{os.getpid()}-{v.id}-{time.time_ns()}"
         try:
             job.message = "waiting for the model" if self.hub.lock.locked() else "loading the model"
             with self.hub.lock:
@@ -104,7 +165,8 @@ class JobRunner:
                 names = text.vocabulary.names  # label k of the results is names[k]
                 job.state, job.message = "running", f"segmenting (classes: {text.summary()})"
                 options = PredictOptions(min_size=settings.min_size, clip_length=settings.clip_length,
-                                         top_k=max(10, 3 * settings.max_tracks), preview_k=settings.max_tracks)
+                                         top_k=max(10, 3 * settings.max_tracks), preview_k=settings.max_tracks,
+                                         spill_dir=spill)
                 t0 = time.time()
 
                 def frames() -> Iterator[np.ndarray]:
@@ -140,8 +202,17 @@ class JobRunner:
         except Cancelled:
             job.state, job.message = "cancelled", "Pre-labelling cancelled; nothing was changed."
         except Exception as e:  # shown in the page; the project is untouched
+            from .media import disk_full
+
             traceback.print_exc()
-            job.state, job.message = "error", f"Pre-labelling failed: {type(e).__name__}: {e}"
+            if disk_full(e) or "disk is full" in str(e):
+                job.state, job.message = "error", ("Pre-labelling stopped: the server's disk is full. Nothing "
+                                                   "was changed; free some space and run it again.")
+            else:
+                job.state, job.message = "error", f"Pre-labelling failed: {type(e).__name__}: {e}"
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+            sweep_spills(self.spill_root)
 
 
 def _name(names: list[str], i: int) -> str:

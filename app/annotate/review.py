@@ -33,8 +33,18 @@ def track_id(session: Session, track: Any) -> int:
     """The track a button means: the one picked in its menu, else the selected one."""
     try:
         return int(track if track not in (None, "") else session.track)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EditError("select a track first (track list, timeline or the Track menu)") from None
+
+
+def owned_track(store: Store, session: Session, track: Any) -> int:
+    """:func:`track_id`, which must be a track of the session's open video: an id typed into a
+    box never reaches another video's (or another user's) track."""
+    tid = track_id(session, track)
+    rows = store.q("SELECT video_id FROM tracks WHERE id=?", (tid,))
+    if not rows or session.video is None or rows[0]["video_id"] != session.video:
+        raise EditError(f"track #{tid} is not a track of this video")
+    return tid
 
 
 def as_mask(layer: Any, height: int, width: int) -> np.ndarray:
@@ -73,8 +83,8 @@ def _delete_track(ed: Editor, s: Session, track: Any) -> Edit:
 
 def _delete_span(ed: Editor, s: Session, track: Any, start: Any, end: Any) -> Edit:
     tid = track_id(s, track)
-    ed.delete_span(tid, int(start), int(end))
-    return Edit(f"frames {int(start)}-{int(end)} removed from track #{tid}", tid)
+    lo, hi = ed.delete_span(tid, start, end)
+    return Edit(f"frames {lo}-{hi} removed from track #{tid}", tid)
 
 
 def _merge(ed: Editor, s: Session, track: Any, other: Any) -> Edit:
@@ -94,7 +104,7 @@ def _split(ed: Editor, s: Session, track: Any) -> Edit:
 
 def _copy_forward(ed: Editor, s: Session, track: Any, n: Any) -> Edit:
     tid = track_id(s, track)
-    k = ed.copy_forward(tid, s.frame, int(n or 1))
+    k = ed.copy_forward(tid, s.frame, n or 1)
     return Edit(f"mask of track #{tid} copied to the next {k} frames", tid)
 
 
@@ -156,7 +166,7 @@ class ReviewService:
         s = s.replace(track=s.track if s.track in {t.id for t in tracks} else None,
                       frame=int(min(max(0, s.frame), v.num_frames - 1)))
         choices = views.track_choices(tracks, v.num_frames)
-        undo, redo = self.editor.history(v.id)
+        undo, redo = self.editor.for_user(s.user).history(v.id)
         info = (f"**{v.name}**: {v.num_frames} frames, {v.width}x{v.height}, {v.fps:g} fps · "
                 f"{len(tracks)} tracks · undo {undo} / redo {redo}"
                 + (f" · pre-labelled with `{v.weights_label}`" if v.weights_label else "")
@@ -198,7 +208,7 @@ class ReviewService:
     def select_track(self, s: Session, track: Any) -> Screen:
         """Select a track and jump to its first frame when it is absent from the current one."""
         def act() -> tuple[Session, str]:
-            t = self.store.track(track_id(s, track))
+            t = self.store.track(owned_track(self.store, s, track))
             if t is None:
                 raise EditError("that track no longer exists")
             frame = t.frames[0] if t.frames and s.frame not in t.frames else s.frame
@@ -228,7 +238,7 @@ class ReviewService:
 
     def toggle_hidden(self, s: Session, track: Any) -> Screen:
         def act() -> tuple[Session, str]:
-            tid = track_id(s, track)
+            tid = owned_track(self.store, s, track)
             hidden = s.hidden ^ {tid}
             return s.replace(hidden=hidden), f"track #{tid} {'hidden' if tid in hidden else 'shown'} (this session only)"
         return self._act(s, act)
@@ -241,9 +251,15 @@ class ReviewService:
 
     # -- corrections ------------------------------------------------------------------------------
     def edit(self, name: str, s: Session, *inputs: Any) -> Screen:
-        """Run the edit button ``name`` of :data:`EDITS` with the page's inputs."""
+        """Run the edit button ``name`` of :data:`EDITS` with the page's inputs (as the session's
+        user: their undo history; track ids only of the open video)."""
         def act() -> tuple[Session, str]:
-            done = EDITS[name](self.editor, s, *inputs)
+            ids = {"relabel": [0], "delete_track": [0], "delete_span": [0], "merge": [0, 1], "split": [0],
+                   "copy_forward": [0], "save_mask": [0]}.get(name, [])
+            for k in ids:
+                if k == 0 or inputs[k] not in (None, ""):
+                    owned_track(self.store, s if k == 0 else Session(video=s.video), inputs[k])
+            done = EDITS[name](self.editor.for_user(s.user), s, *inputs)
             return (s if done.track is None else s.replace(track=done.track)), done.message
         return self._act(s, act)
 
@@ -256,7 +272,11 @@ class ReviewService:
         tid = track if track not in (None, "") else s.track
         msg = "no track selected: paint a new object, then 'Save as new track'"
         if tid not in (None, ""):
-            counts = self.store.frame_masks(v.id, s.frame).get(int(tid))
+            try:
+                tid = owned_track(self.store, s, tid)
+            except EditError as e:
+                return Screen(status=bad(str(e)))
+            counts = self.store.frame_masks(v.id, s.frame).get(tid)
             if counts:
                 layer[counts_mask(counts, v.height, v.width)] = (*track_color(int(tid)), 255)
             msg = f"painting track #{tid} on frame {s.frame}: brush adds, eraser removes, then 'Save mask'"

@@ -7,6 +7,7 @@ callback. Track review and corrections are :class:`~app.annotate.review.ReviewSe
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +18,23 @@ from ovformer.vocab import load_vocab_preset, parse_vocab_text
 from ..hub import ModelHub
 from . import export as X
 from . import views
-from .edits import EditError, Editor
-from .media import Limits, MediaError, decode_any, safe_name
+from .edits import MAX_LABEL, EditError, Editor
+from .media import DISK_FULL, Limits, MediaError, decode_any, disk_full, safe_name
 from .prelabel import JobRunner, PrelabelSettings
 from .review import ReviewService
 from .session import Choices, Screen, Session, bad, ok
 from .store import Store
 from .ytvis_import import ImportError_, detect_layout, read_json, tracks_from_json
 
-USER_ERRORS = (MediaError, ImportError_, EditError)
+class VocabError(ValueError):
+    """A vocabulary over the limits; the message is shown as is."""
+
+
+USER_ERRORS = (MediaError, ImportError_, EditError, VocabError)
 Progress = Callable[[float, str], None]
+MAX_VOCAB = 2000                      # classes (LVIS has 1203)
+MAX_VOCAB_TEXT = MAX_VOCAB * (MAX_LABEL + 2)  # characters typed, checked before parsing
+MAX_PROJECT_NAME = 100
 SAMPLE_VOCAB = "person, bicycle, car"
 #: Vocabulary presets by the name the page shows.
 PRESETS = {"LV-VIS": "lvvis", "LVIS": "lvis", "YTVIS-2019": "ytvis2019", "YTVIS-2021": "ytvis2021",
@@ -38,11 +46,27 @@ def _no_progress(fraction: float, text: str) -> None:
 
 
 def parse_vocab(text: str | None) -> list[str]:
-    """Comma- or newline-separated class names (:func:`ovformer.vocab.parse_vocab_text`); [] if none."""
+    """Comma- or newline-separated class names (:func:`ovformer.vocab.parse_vocab_text`); [] if none.
+    Raises :class:`VocabError` over the limits (checked on the text's length before parsing, then
+    on the count and each name: nothing this large reaches the text encoder)."""
+    text = text or ""
+    if len(text) > MAX_VOCAB_TEXT:
+        raise VocabError(f"the vocabulary text has {len(text):,} characters; at most {MAX_VOCAB_TEXT:,} "
+                         f"({MAX_VOCAB} classes of up to {MAX_LABEL} characters) are accepted")
     try:
-        return parse_vocab_text(text or "")
+        names = parse_vocab_text(text)
     except ValueError:  # an empty vocabulary; callers say so
         return []
+    if len(names) > MAX_VOCAB:
+        raise VocabError(f"the vocabulary has {len(names):,} classes; at most {MAX_VOCAB} are accepted")
+    if long := [n for n in names if len(n) > MAX_LABEL]:
+        raise VocabError(f"a class name may have at most {MAX_LABEL} characters ({long[0][:40]}… has {len(long[0])})")
+    return names
+
+
+def _full(e: BaseException) -> bool:
+    """A write refused for want of space (the file system's or SQLite's word for it)."""
+    return disk_full(e) or (isinstance(e, sqlite3.OperationalError) and "full" in str(e).lower())
 
 
 def vocab_text(names: list[str]) -> str:
@@ -57,6 +81,15 @@ class Config:
     datasets: Path
     limits: Limits = field(default_factory=Limits)
     sample_video: Path | None = None
+    users: bool = False  # accounts required (``ovformer app --users``)
+
+    def exports(self, user: str) -> Path:
+        """Where ``user``'s exports go (each user has their own folder; "" is the local user)."""
+        return self.home / "exports" if not user else self.home / "users" / user / "exports"
+
+    def datasets_of(self, user: str) -> Path:
+        """Where ``user``'s dataset exports go (what their Fine-tune tab lists)."""
+        return self.datasets if not user else self.datasets / "users" / user
 
 
 class AnnotateService:
@@ -65,11 +98,23 @@ class AnnotateService:
     def __init__(self, cfg: Config, store: Store, editor: Editor, hub: ModelHub, review: ReviewService) -> None:
         self.cfg, self.store, self.editor, self.hub, self.review = cfg, store, editor, hub, review
         self.runner = JobRunner(store, hub)
-        self.exports = cfg.home / "exports"
+
+    def enter(self, s: Session, user: str) -> Session:
+        """The session of an event by ``user`` (from the request, never from the client): another
+        user's session, or a project or video that is not (or no longer) theirs, starts afresh."""
+        if s.user != user:
+            return Session(user=user)
+        if s.project is not None and not self.store.owns_project(user, s.project):
+            return Session(user=user)
+        if s.video is not None:
+            v = self.store.video(s.video)
+            if v is None or v.project_id != s.project:
+                return s.with_video(None)
+        return s
 
     # -- what the dropdowns offer -------------------------------------------------------------------
     def project_choices(self, s: Session) -> Choices:
-        return Choices([(n, i) for i, n in self.store.projects()], s.project)
+        return Choices([(n, i) for i, n in self.store.projects(s.user)], s.project)
 
     def video_choices(self, s: Session) -> Choices:
         vids = self.store.videos(s.project) if s.project else []
@@ -84,12 +129,12 @@ class AnnotateService:
     def _ensure_project(self, s: Session) -> Session:
         if s.project:
             return s
-        return s.replace(project=self.store.create_project(time.strftime("project-%Y%m%d-%H%M%S")))
+        return s.replace(project=self.store.create_project(time.strftime("project-%Y%m%d-%H%M%S"), owner=s.user))
 
     # -- projects, videos, vocabulary -----------------------------------------------------------------
     def on_load(self, s: Session) -> Screen:
         """A new page opens the latest project, so work is on screen again after a restart."""
-        projects = self.store.projects()
+        projects = self.store.projects(s.user)
         if not projects or s.project:
             return self.review.panel(s, "Ready. Click **▶ Try the sample** or add a video.",
                                      projects=self.project_choices(s), videos=self.video_choices(s))
@@ -98,20 +143,31 @@ class AnnotateService:
     def open_project(self, s: Session, project: Any) -> Screen:
         try:
             pid = int(project)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return self.review.panel(s, bad("pick a project"), videos=self.video_choices(s))
+        if not self.store.owns_project(s.user, pid):  # another user's id is as unknown as a wrong one
+            return self.review.panel(s, bad(f"there is no project {pid} of yours"), videos=self.video_choices(s))
         vids = self.store.videos(pid)
-        s = Session(project=pid).with_video(vids[-1].id if vids else None)
+        s = Session(project=pid, user=s.user).with_video(vids[-1].id if vids else None)
         return self.review.panel(s, ok(f"project **{self.store.project_name(pid)}** opened ({len(vids)} videos)"),
                                  projects=self.project_choices(s), videos=self.video_choices(s),
                                  vocab=vocab_text(self.store.vocabulary(pid)), canvas=self.canvas(s))
 
     def create_project(self, s: Session, name: str, vocab: str) -> Screen:
         name = (name or "").strip() or time.strftime("project-%Y%m%d-%H%M%S")
-        return self.open_project(s, self.store.create_project(name, parse_vocab(vocab)))
+        if len(name) > MAX_PROJECT_NAME:
+            return self.review.panel(s, bad(f"a project name may have at most {MAX_PROJECT_NAME} characters"))
+        try:
+            names = parse_vocab(vocab)
+        except VocabError as e:
+            return self.review.panel(s, bad(str(e)))
+        return self.open_project(s, self.store.create_project(name, names, owner=s.user))
 
     def open_video(self, s: Session, video: Any) -> Screen:
-        v = self.store.video(int(video)) if video not in (None, "") else None
+        try:
+            v = self.store.video(int(video)) if video not in (None, "") else None
+        except (TypeError, ValueError, OverflowError):
+            v = None
         if v is None or v.project_id != s.project:
             return self.review.panel(s, bad("pick a video of this project"))
         s = s.with_video(v.id)
@@ -123,34 +179,50 @@ class AnnotateService:
         if not upload:
             return self.review.panel(s, bad("choose a video file or a zip of frames first"),
                                      projects=self.project_choices(s), videos=self.video_choices(s))
-        s = self._ensure_project(s)
-        staged = self.store.reserve_video_dir()
         try:
-            data = read_json(json_file) if json_file else None
+            typed = parse_vocab(vocab)  # over the limits: refused before anything is decoded
+        except VocabError as e:
+            return self.review.panel(s, bad(str(e)) + " (nothing was changed)",
+                                     projects=self.project_choices(s), videos=self.video_choices(s))
+        s = self._ensure_project(s)
+        try:
+            staged = self.store.reserve_video_dir()
+        except OSError as e:
+            if not disk_full(e):
+                raise
+            return self.review.panel(s, bad(DISK_FULL), projects=self.project_choices(s), videos=self.video_choices(s))
+        try:
+            data = read_json(json_file, self.cfg.limits.max_json_mb) if json_file else None
             if data is not None:
                 detect_layout(data)  # reject a non-YTVIS json before decoding anything
             progress(0.0, "decoding frames")
             dec = decode_any(upload, staged, None if data is not None else (fps or None), self.cfg.limits,
                              lambda f: progress(0.9 * f, "decoding frames"))
-            typed = parse_vocab(vocab)
             names = typed or self.store.vocabulary(s.project)
             tracks, note = (tracks_from_json(data, safe_name(upload), dec.num_frames, dec.height, dec.width, names)
                             if data is not None else ([], ""))
             vid = self.store.add_video(s.project, safe_name(upload), staged, dec.width, dec.height,
                                        dec.num_frames, dec.fps)
-        except (*USER_ERRORS, ValueError, KeyError, TypeError) as e:  # a malformed json entry too
-            shutil.rmtree(staged, ignore_errors=True)
+        except (*USER_ERRORS, ValueError, KeyError, TypeError, OverflowError, OSError, sqlite3.OperationalError) as e:
+            shutil.rmtree(staged, ignore_errors=True)  # a malformed json entry, a full disk too
+            if isinstance(e, (OSError, sqlite3.OperationalError)) and not _full(e):
+                raise
             what = "" if isinstance(e, USER_ERRORS) else "could not import this input: "
-            return self.review.panel(s, bad(f"{what}{e}") + " (nothing was changed)",
-                                     projects=self.project_choices(s), videos=self.video_choices(s))
+            msg = DISK_FULL if _full(e) else f"{what}{e} (nothing was changed)"
+            return self.review.panel(s, bad(msg), projects=self.project_choices(s), videos=self.video_choices(s))
         if tracks:
-            self.editor.replace_tracks(vid, tracks, kind="import")
+            try:
+                self.editor.for_user(s.user).replace_tracks(vid, tracks, kind="import")
+            except sqlite3.OperationalError as e:
+                if not _full(e):
+                    raise
+                note = "the disk filled up while saving the imported tracks: the video was added without them"
         if typed and not self.store.vocabulary(s.project):  # the typed vocabulary is kept with the project
             self.store.set_vocabulary(s.project, typed)
         s = s.with_video(vid)
         msg = ok(f"added **{self.store.video(vid).name}**: {dec.num_frames} frames at {dec.fps:g} fps, "
                  f"{dec.width}x{dec.height}" + (f"; {note}" if note else "")
-                 + (" (stopped at the --max-frames limit)" if dec.num_frames >= self.cfg.limits.max_frames else ""))
+                 + (f" ({dec.note})" if dec.note else ""))
         return self.review.panel(s, msg, projects=self.project_choices(s), videos=self.video_choices(s),
                                  canvas=self.canvas(s))
 
@@ -158,15 +230,18 @@ class AnnotateService:
         """The bundled sample clip at 5 fps, with a vocabulary typed in if there is none."""
         if self.cfg.sample_video is None:
             return Screen(session=s, status=bad("no sample video is available"))
-        text = vocab if vocab.strip() else SAMPLE_VOCAB
+        text = vocab if (vocab or "").strip() else SAMPLE_VOCAB
         if not s.project:
-            s = s.replace(project=self.store.create_project("sample", []))
+            s = s.replace(project=self.store.create_project("sample", [], owner=s.user))
         out = self.add_video(s, str(self.cfg.sample_video), None, 5, text, progress)
         out.vocab = text
         return out
 
     def save_vocab(self, s: Session, text: str) -> Screen:
-        names = parse_vocab(text)
+        try:
+            names = parse_vocab(text)
+        except VocabError as e:
+            return Screen(session=s, status=bad(str(e)))
         if not names:
             return Screen(session=s, status=bad("the vocabulary is empty: type class names separated by "
                                                 "commas or new lines"))
@@ -192,7 +267,11 @@ class AnnotateService:
     def prelabel(self, s: Session, vocab: str, settings: PrelabelSettings, progress: Progress = _no_progress,
                  poll_s: float = 0.25) -> Iterator[Screen]:
         """Start the background job, stream progress and previews, then the result."""
-        names = parse_vocab(vocab)
+        try:
+            names = parse_vocab(vocab)  # the bounds hold before the model lock is asked for
+        except VocabError as e:
+            yield Screen(session=s, status=bad(str(e)))
+            return
         if not s.video:
             yield Screen(session=s, status=bad("add a video first (upload one, or click the sample)"))
             return
@@ -226,30 +305,99 @@ class AnnotateService:
         return Screen(status="Cancelling…")
 
     # -- export -------------------------------------------------------------------------------------
+    def _exporting(self, s: Session, what: Callable[[], Screen]) -> Screen:
+        """Run an export; a full disk is a message (the stored project is only read, never changed)."""
+        try:
+            return what()
+        except (OSError, sqlite3.OperationalError) as e:
+            if not _full(e):
+                raise
+            return Screen(status=bad("the server's disk is full: the export was not written (your project is "
+                                     "unchanged; free some space, e.g. delete old exports, then try again)"))
+
     def export_dataset(self, s: Session, progress: Progress = _no_progress) -> Screen:
         """The dataset folder for ``ovformer train`` and its zip."""
         if not s.project:
             return Screen(status=bad("nothing to export yet"))
-        progress(0.05, "writing the dataset")
-        root = X.export_dataset(self.store, s.project, self.cfg.datasets, lambda f, d: progress(0.05 + 0.8 * f, d))
-        progress(0.9, "zipping")
-        z = X.zip_folder(root, self.exports / f"{root.name}-{time.strftime('%Y%m%d-%H%M%S')}.zip")
-        n = len(X.project_gt(self.store, s.project).annotations or [])
-        return Screen(status=ok(f"dataset with {n} tracks written to `{root}` (train with `ovformer train --data "
-                                f"{root}`) and zipped for download"), export_file=str(z))
+
+        def run() -> Screen:
+            progress(0.05, "writing the dataset")
+            root = X.export_dataset(self.store, s.project, self.cfg.datasets_of(s.user),
+                                    lambda f, d: progress(0.05 + 0.8 * f, d))
+            progress(0.9, "zipping")
+            z = X.zip_folder(root, X.unique_path(self.cfg.exports(s.user) / f"{root.name}-{X.stamp()}.zip"))
+            n = len(X.project_gt(self.store, s.project).annotations or [])
+            return Screen(status=ok(f"dataset with {n} tracks written to `{root}` (train with `ovformer train "
+                                    f"--data {root}`) and zipped for download"), export_file=str(z))
+        return self._exporting(s, run)
 
     def export_results(self, s: Session) -> Screen:
         if not s.project:
             return Screen(status=bad("nothing to export yet"))
-        name = X.dataset_dir_name(self.store.project_name(s.project))
-        p = X.write_results(self.store, s.project, self.exports / f"{name}-results.json")
-        return Screen(status=ok(f"results layout (with scores) written to `{p}`"), export_file=str(p))
+
+        def run() -> Screen:
+            name = X.export_name(s.project, self.store.project_name(s.project))
+            p = X.write_results(self.store, s.project,
+                                X.unique_path(self.cfg.exports(s.user) / f"{name}-results-{X.stamp()}.json"))
+            return Screen(status=ok(f"results layout (with scores) written to `{p.name}`"), export_file=str(p))
+        return self._exporting(s, run)
 
     def export_video(self, s: Session, progress: Progress = _no_progress) -> Screen:
         if not s.video:
             return Screen(status=bad("no video selected"))
+
+        def run() -> Screen:
+            v = self.store.video(s.video)
+            progress(0.2, f"rendering {v.num_frames} frames")
+            p = X.render_video(self.store, v.id, X.unique_path(
+                self.cfg.exports(s.user) / f"{s.project}-{v.name}-overlay-{X.stamp()}.mp4"), set(s.hidden))
+            return Screen(status=ok(f"overlay video rendered: `{p.name}`"), export_file=str(p), player=str(p))
+        return self._exporting(s, run)
+
+    # -- deleting (each asks for a confirmation in the page first) -----------------------------------
+    def exports_of(self, s: Session) -> list[str]:
+        d = self.cfg.exports(s.user)
+        return sorted((p.name for p in d.iterdir() if p.is_file()), reverse=True) if d.is_dir() else []
+
+    def delete_project(self, s: Session, confirm: bool) -> Screen:
+        if not s.project:
+            return self.review.panel(s, bad("open the project to delete first"))
+        name = self.store.project_name(s.project)
+        if not confirm:
+            return Screen(session=s, status=bad(f"tick **I am sure** to delete project **{name}** with all its videos"
+                                                " and tracks (this cannot be undone)"))
+        for vid in self.store.delete_project(s.project):
+            self.store.remove_frames(vid)
+        s = Session(user=s.user)
+        return self.review.panel(s, ok(f"project **{name}** deleted"), projects=self.project_choices(s),
+                                 videos=self.video_choices(s), vocab="")
+
+    def delete_video(self, s: Session, confirm: bool) -> Screen:
+        if not s.video:
+            return self.review.panel(s, bad("open the video to delete first"))
         v = self.store.video(s.video)
-        progress(0.2, f"rendering {v.num_frames} frames")
-        p = X.render_video(self.store, v.id, self.exports / f"{v.name}-overlay-{time.strftime('%H%M%S')}.mp4",
-                           set(s.hidden))
-        return Screen(status=ok(f"overlay video rendered: `{p.name}`"), export_file=str(p), player=str(p))
+        if not confirm:
+            return Screen(session=s, status=bad(f"tick **I am sure** to delete video **{v.name}** and its tracks "
+                                                "(this cannot be undone)"))
+        self.store.delete_video(v.id)
+        self.store.remove_frames(v.id)
+        s = s.with_video(None)
+        return self.review.panel(s, ok(f"video **{v.name}** deleted"), videos=self.video_choices(s))
+
+    def delete_export(self, s: Session, name: Any, confirm: bool) -> Screen:
+        """Delete one of the user's export files, or a dataset folder (by the name listed)."""
+        files = self.exports_of(s)
+        datasets = self.datasets_of(s)
+        if name not in files and name not in datasets:
+            return Screen(status=bad("pick one of your exports"))
+        if not confirm:
+            return Screen(status=bad(f"tick **I am sure** to delete **{name}**"))
+        if name in files:
+            (self.cfg.exports(s.user) / name).unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.cfg.datasets_of(s.user) / name, ignore_errors=True)
+        return Screen(status=ok(f"**{name}** deleted"))
+
+    def datasets_of(self, s: Session) -> list[str]:
+        from ..finetune.data import list_datasets
+        return list_datasets(self.cfg.datasets_of(s.user))

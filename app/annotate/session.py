@@ -19,13 +19,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Session:
-    """The open project, video, frame and track of one tab, and the tracks it hides."""
+    """The open project, video, frame and track of one tab, and the tracks it hides.
+
+    ``user`` is who is logged in ("" in the single-user local mode); the page sets it from the
+    request on every event (:meth:`app.annotate.service.AnnotateService.enter`), never from
+    what a client sends."""
 
     project: int | None = None
     video: int | None = None
     frame: int = 0
     track: int | None = None
     hidden: frozenset[int] = frozenset()
+    user: str = ""
 
     def replace(self, **changes: Any) -> Session:
         return dataclasses.replace(self, **changes)

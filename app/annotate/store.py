@@ -23,8 +23,9 @@ from ovformer.ytvis.rle import RLE, decode_rle, encode_mask
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
-  vocabulary TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL);
+  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
+  vocabulary TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL,
+  owner TEXT NOT NULL DEFAULT '', UNIQUE(owner, name));
 CREATE TABLE IF NOT EXISTS videos (
   id INTEGER PRIMARY KEY AUTOINCREMENT, project_id INTEGER NOT NULL REFERENCES projects(id),
   name TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS masks (
 CREATE INDEX IF NOT EXISTS masks_by_frame ON masks(video_id, frame);
 CREATE TABLE IF NOT EXISTS ops (
   id INTEGER PRIMARY KEY AUTOINCREMENT, video_id INTEGER NOT NULL, kind TEXT NOT NULL,
-  before TEXT NOT NULL, after TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+  before TEXT NOT NULL, after TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+  user TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS ops_by_video ON ops(video_id, id);
 """
 
@@ -109,13 +111,36 @@ class Store:
         self.db_path = self.home / "studio.sqlite"
         self._local = threading.local()
         self._conn().executescript(SCHEMA)  # executescript manages its own transaction
+        self._migrate()
         self._sweep_staging()
         mode = self._conn().execute("PRAGMA journal_mode").fetchone()[0]
         assert mode.lower() == "wal", mode
 
+    def _migrate(self) -> None:
+        """Bring a data folder of an earlier version up to date (owners; undo per user)."""
+        c = self._conn()
+        if "owner" not in {r["name"] for r in c.execute("PRAGMA table_info(projects)")}:
+            # the name was unique over everyone's projects; it becomes unique per owner
+            c.execute("PRAGMA foreign_keys=OFF")
+            c.executescript("""BEGIN IMMEDIATE;
+              CREATE TABLE projects_new (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
+                vocabulary TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL,
+                owner TEXT NOT NULL DEFAULT '', UNIQUE(owner, name));
+              INSERT INTO projects_new(id, name, vocabulary, created) SELECT id, name, vocabulary, created FROM projects;
+              DROP TABLE projects; ALTER TABLE projects_new RENAME TO projects; COMMIT;""")
+            c.execute("PRAGMA foreign_keys=ON")
+        if "user" not in {r["name"] for r in c.execute("PRAGMA table_info(ops)")}:
+            c.execute("ALTER TABLE ops ADD COLUMN user TEXT NOT NULL DEFAULT ''")
+
     def _sweep_staging(self, max_age_s: float = 3600.0) -> None:
         """Remove decode folders orphaned by a crash (never registered, so never visible)."""
         import shutil
+        videos = self.home / "videos"
+        if videos.is_dir():  # frames of a video whose deletion committed before its folder went
+            known = {str(r["id"]) for r in self.q("SELECT id FROM videos")}
+            for d in videos.iterdir():
+                if d.is_dir() and d.name not in known:
+                    shutil.rmtree(d, ignore_errors=True)
         for d in (self.home / "staging").glob("*"):
             try:
                 if time.time() - d.stat().st_mtime > max_age_s:
@@ -155,22 +180,69 @@ class Store:
         return self._conn().execute(sql, args).fetchall()
 
     # -- projects ------------------------------------------------------------------------------
-    def create_project(self, name: str, vocabulary: list[str] | None = None) -> int:
+    def create_project(self, name: str, vocabulary: list[str] | None = None, owner: str = "") -> int:
+        """The owner's project of that name (created if new)."""
         name = name.strip() or "project"
         with self.tx() as c:
-            row = c.execute("SELECT id FROM projects WHERE name=?", (name,)).fetchone()
+            row = c.execute("SELECT id FROM projects WHERE name=? AND owner=?", (name, owner)).fetchone()
             if row:
                 return int(row["id"])
-            cur = c.execute("INSERT INTO projects(name, vocabulary, created) VALUES (?,?,?)",
-                            (name, json.dumps(vocabulary or []), time.time()))
+            cur = c.execute("INSERT INTO projects(name, vocabulary, created, owner) VALUES (?,?,?,?)",
+                            (name, json.dumps(vocabulary or []), time.time(), owner))
             return int(cur.lastrowid)
 
-    def projects(self) -> list[tuple[int, str]]:
-        return [(r["id"], r["name"]) for r in self.q("SELECT id, name FROM projects ORDER BY id")]
+    def projects(self, owner: str = "") -> list[tuple[int, str]]:
+        """The owner's projects (every query of a list is by owner: nobody lists another's)."""
+        return [(r["id"], r["name"]) for r in
+                self.q("SELECT id, name FROM projects WHERE owner=? ORDER BY id", (owner,))]
+
+    def project_owner(self, project_id: int) -> str | None:
+        rows = self.q("SELECT owner FROM projects WHERE id=?", (project_id,))
+        return rows[0]["owner"] if rows else None
+
+    def owns_project(self, owner: str, project_id: Any) -> bool:
+        try:
+            return self.project_owner(int(project_id)) == owner
+        except (TypeError, ValueError, OverflowError):
+            return False
+
+    def owns_video(self, owner: str, video_id: Any) -> bool:
+        try:
+            rows = self.q("SELECT p.owner FROM videos v JOIN projects p ON p.id=v.project_id WHERE v.id=?",
+                          (int(video_id),))
+        except (TypeError, ValueError, OverflowError):
+            return False
+        return bool(rows) and rows[0]["owner"] == owner
 
     def project_name(self, project_id: int) -> str:
         rows = self.q("SELECT name FROM projects WHERE id=?", (project_id,))
         return rows[0]["name"] if rows else ""
+
+    def delete_project(self, project_id: int) -> list[int]:
+        """Remove a project with its videos, tracks, masks and undo history; returns the video
+        ids whose frame folders the caller removes (after the commit)."""
+        with self.tx() as c:
+            vids = [r["id"] for r in c.execute("SELECT id FROM videos WHERE project_id=?", (project_id,))]
+            for v in vids:
+                self._delete_video_rows(c, v)
+            c.execute("DELETE FROM projects WHERE id=?", (project_id,))
+        return vids
+
+    def delete_video(self, video_id: int) -> None:
+        with self.tx() as c:
+            self._delete_video_rows(c, video_id)
+
+    @staticmethod
+    def _delete_video_rows(c: sqlite3.Connection, video_id: int) -> None:
+        for t in ("masks", "ops"):
+            c.execute(f"DELETE FROM {t} WHERE video_id=?", (video_id,))
+        c.execute("DELETE FROM tracks WHERE video_id=?", (video_id,))
+        c.execute("DELETE FROM videos WHERE id=?", (video_id,))
+
+    def remove_frames(self, video_id: int) -> None:
+        """Delete a removed video's frame folder (its rows are gone already)."""
+        import shutil
+        shutil.rmtree(self.frames_dir(video_id), ignore_errors=True)
 
     def vocabulary(self, project_id: int) -> list[str]:
         rows = self.q("SELECT vocabulary FROM projects WHERE id=?", (project_id,))

@@ -15,14 +15,33 @@ from PIL import Image
 
 from ovformer.ytvis.rle import rle_area, to_json_rle
 
+from .media import MAX_PIXELS
 from .store import counts_mask, mask_counts
+
+MAX_ENTRIES = 20_000  # tracks (gt annotations or results entries) in one json
+
+
+def check_mask_size(src: tuple[int, int], dst: tuple[int, int]) -> None:
+    """A json's mask size must be the video's, or the same picture at another resolution (the
+    video before the import downscaled it): checked before any mask is decoded at that size."""
+    (h, w), (H, W) = src, dst
+    if (h, w) == (H, W):
+        return
+    if h <= 0 or w <= 0 or h * w > MAX_PIXELS:
+        raise ImportError_(f"the json's masks are {w}x{h}; the video is {W}x{H} (masks up to "
+                           f"{MAX_PIXELS / 1e6:.0f} megapixels of the same shape are resized)")
+    if abs(h / w - H / W) > 0.02 * (H / W) + 2.0 / min(w, W):
+        raise ImportError_(f"the json's masks are {w}x{h}, which is not the shape of the video ({W}x{H})")
 
 
 class ImportError_(ValueError):
     """The json is not YouTube-VIS, or does not fit the video; shown in the page as is."""
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, max_mb: float = 50.0) -> Any:
+    size = Path(path).stat().st_size / 2**20
+    if size > max_mb:
+        raise ImportError_(f"{Path(path).name} is {size:.0f} MB; a json of pre-labels may be at most {max_mb:.0f} MB")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -80,7 +99,12 @@ def _resample(counts: str | None, src_hw: tuple[int, int], dst_hw: tuple[int, in
 def _frames(segs: list, src_hw: tuple[int, int], dst_hw: tuple[int, int], n: int) -> dict[int, str]:
     """json frame j -> stored frame (nearest when the counts differ), masks resized to the video."""
     out: dict[int, str] = {}
+    if not isinstance(segs, list):
+        raise ImportError_("'segmentations' must be a list (one entry per frame)")
+    check_mask_size(src_hw, dst_hw)
     L = len(segs)
+    if L > max(10 * n, 10_000):
+        raise ImportError_(f"a track of the json lists {L} frames; the video has {n}")
     for j, seg in enumerate(segs):
         counts = to_counts(seg, *src_hw)
         if counts is None:
@@ -93,7 +117,8 @@ def _frames(segs: list, src_hw: tuple[int, int], dst_hw: tuple[int, int], n: int
 def seg_size(entry: dict, fallback: tuple[int, int]) -> tuple[int, int]:
     for s in entry.get("segmentations") or []:
         if isinstance(s, dict) and "size" in s:
-            return int(s["size"][0]), int(s["size"][1])
+            h, w = (int(x) for x in s["size"])
+            return h, w
     return fallback
 
 
@@ -102,6 +127,9 @@ def tracks_from_json(data: Any, name: str, n: int, height: int, width: int,
     """Tracks (``Editor.replace_tracks`` dicts) for the video ``name`` with ``n`` frames, and a note."""
     layout = detect_layout(data)
     dst = (height, width)
+    count = len(data.get("annotations") or []) if layout == "gt" else len(data)
+    if count > MAX_ENTRIES:
+        raise ImportError_(f"the json holds {count} tracks; at most {MAX_ENTRIES} are imported at once")
     if layout == "gt":
         v = _pick_video(data["videos"], name, n)
         cats = {c["id"]: c.get("name", str(c["id"])) for c in data.get("categories", []) if "id" in c}

@@ -21,7 +21,7 @@ def list_datasets(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(d.name for d in root.iterdir()
-                  if d.is_dir() and (d / "annotations.json").is_file() and not re.search(r"\.(tmp|old)\d+$", d.name))
+                  if d.is_dir() and (d / "annotations.json").is_file() and not re.search(r"\.(tmp|old)\d+(-\w+)?$", d.name))
 
 
 def _video_name(v: dict) -> str:
