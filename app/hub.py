@@ -247,8 +247,9 @@ class ModelHub:
         from ovformer.weights import list_pretrained
 
         out = []
+        clip = None if self.startup.clip in ("random", "tiny-random") else self.startup.clip  # e.g. --clip FILE
         for e in list_pretrained():
-            spec = ModelSpec(e.name, None, False, self.startup.clip)
+            spec = ModelSpec(e.name, None, False, clip)
             out.append(ModelChoice(e.name, spec, f"{e.name} ({e.backbone}, {e.trained_on})", tuple(self.files(spec))))
         for run_dir in self._runs():
             st = _read_json(run_dir / "settings.json")
