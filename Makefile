@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The app stays offline: no analytics, the Hugging Face hub offline. Only the page's Download
+# button (or `ovformer weights download NAME`) reaches Google Drive and the hub, for that call.
 export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -24,6 +26,7 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+# Prints the page's URL and, when the model's files are missing, the line about Download.
 run: setup
 	$(VENV)/bin/ovformer app --host 127.0.0.1 --port 7860
 
