@@ -10,6 +10,7 @@ import sys
 
 COMMANDS = {
     "app": ("app.main", "the annotation app in the browser (127.0.0.1:7860)"),
+    "users": ("app.auth", "accounts of a shared app (ovformer users add NAME; ovformer app --users)"),
     "predict": ("ovformer.tools.predict", "pre-label videos, write YouTube-VIS files"),
     "eval": ("ovformer.tools.eval", "YouTube-VIS / LV-VIS mAP of a results file"),
     "bench": ("ovformer.tools.bench", "time the model and CLIP per frame"),

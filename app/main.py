@@ -24,7 +24,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ovformer app", description="OVFormer Studio: annotate videos in the browser")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="require a login")
+    p.add_argument("--auth", default=None, metavar="USER:PASSWORD",
+                   help="one shared login (visible in `ps`; prefer --users)")
+    p.add_argument("--users", action="store_true",
+                   help="require the accounts of `ovformer users add NAME`; each user sees only their own work")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without --users (anyone who reaches the port sees everything)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="data folder (projects, frames); default $OVFORMER_HOME or ~/.ovformer")
     p.add_argument("--datasets", default=None, metavar="DIR",
@@ -39,7 +44,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.auth is not None and ":" not in args.auth:
         p.error("--auth needs USER:PASSWORD")
+    if args.users and args.auth:
+        p.error("--users and --auth exclude each other")
+    if not args.users and not args.insecure and not is_loopback(args.host):
+        p.error(f"--host {args.host} serves other machines: add --users (accounts from `ovformer users add NAME`), "
+                "or --insecure to serve everything to anyone who reaches the port")
     return args
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only "localhost" is known to stay on this machine
+        return False
 
 
 def create_app(args: argparse.Namespace, cache: PredictorCache | None = None) -> tuple[Any, Studio]:
@@ -62,7 +82,8 @@ def create_app(args: argparse.Namespace, cache: PredictorCache | None = None) ->
         print(f"sample video unavailable: {e}", file=sys.stderr)
         sample = None
     cfg = Config(home=home, datasets=Path(args.datasets) if args.datasets else home / "datasets",
-                 limits=Limits(args.max_upload_mb, args.max_duration, args.max_frames), sample_video=sample)
+                 limits=Limits(args.max_upload_mb, args.max_duration, args.max_frames), sample_video=sample,
+                 users=bool(getattr(args, "users", False)))
     studio = Studio(cfg, ModelHub(ModelSpec(args.preset, args.weights, args.untrained, args.clip), cache,
                                   runs_root=home / "runs"))
     return build(studio), studio
@@ -71,15 +92,25 @@ def create_app(args: argparse.Namespace, cache: PredictorCache | None = None) ->
 def launch_kwargs(args: argparse.Namespace, studio: Studio) -> dict[str, Any]:
     from .ui import CSS
 
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    users = getattr(studio, "users", None)
+    auth = users.verify if users else (tuple(args.auth.split(":", 1)) if args.auth else None)
+    # the data folder is never served as such: a file reaches a browser only when an event of its
+    # owner returns it (app.annotate.ui.publish)
     return dict(server_name=args.host, server_port=args.port, auth=auth, share=False, quiet=True,
-                max_file_size=f"{int(args.max_upload_mb)}mb", allowed_paths=[str(studio.cfg.home)],
+                max_file_size=f"{int(args.max_upload_mb)}mb", blocked_paths=[str(studio.cfg.home)],
                 footer_links=[], run_history=False, css=CSS, show_error=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and serve until interrupted. Returns the exit code."""
     args = parse_args(argv)
+    if args.users:
+        from .auth import Users
+        from .annotate.store import default_home
+        if not Users(Path(args.data) if args.data else default_home()).exists():
+            print("error: --users needs at least one account: run `ovformer users add NAME --admin` first",
+                  file=sys.stderr)
+            return 2
     demo, studio = create_app(args)
     print(f"OVFormer Studio on http://{args.host}:{args.port}  (data: {studio.cfg.home}; "
           f"model: {studio.hub.label()})", flush=True)

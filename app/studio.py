@@ -6,6 +6,7 @@ services (projects/videos/pre-label/export, and track review) and the fine-tuner
 from __future__ import annotations
 
 from .annotate.edits import Editor
+from .auth import Users
 from .annotate.review import ReviewService
 from .annotate.service import AnnotateService, Config
 from .annotate.store import Store
@@ -19,12 +20,19 @@ class Studio:
 
     def __init__(self, cfg: Config, hub: ModelHub) -> None:
         self.cfg, self.hub = cfg, hub
+        #: the accounts with ``--users`` (None: the single-user local mode, where "" is everyone)
+        self.users = Users(cfg.home) if cfg.users else None
         self.store = Store(cfg.home)
         self.editor = Editor(self.store)
         self.review = ReviewService(self.store, self.editor)
         self.annotate = AnnotateService(cfg, self.store, self.editor, hub, self.review)
-        self.finetune = FineTuner(cfg.home, cfg.datasets, self.store, hub)
+        self.finetune = FineTuner(cfg.home, cfg.datasets, self.store, hub, self.may_change_model)
         self.wiring = Wiring()
+
+    def may_change_model(self, user: str) -> bool:
+        """Whether ``user`` may swap the weights every session pre-labels with (admins only
+        with ``--users``; anyone in the single-user local mode)."""
+        return self.users is None or self.users.is_admin(user)
 
     @property
     def api(self) -> dict[str, list[str]]:

@@ -32,6 +32,13 @@ class Wiring:
         return trigger(fn, inputs, list(outputs), api_name=api_name, **kw)
 
 
+def user_of(request: gr.Request | None) -> str:
+    """Who sent an event: the login name with ``--users``, "" in the single-user local mode.
+    Every event that reads or changes a user's things takes it from the request (a parameter
+    annotated ``gr.Request``), never from an input a client could set."""
+    return (getattr(request, "username", None) or "") if request is not None else ""
+
+
 def named(api: dict[str, list[str]], api_name: str, out: Any) -> dict[str, Any]:
     """gradio_client's outputs of ``api_name`` by name (a single output comes back bare)."""
     names = api[api_name]

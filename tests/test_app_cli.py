@@ -15,10 +15,15 @@ def test_defaults_are_local_only():
     a = parse_args([])
     assert (a.host, a.port, a.auth) == ("127.0.0.1", 7860, None)
     a = parse_args(["--host", "0.0.0.0", "--port", "8000", "--auth", "ann:s3cret:x", "--data", "/tmp/x",
-                    "--preset", "tiny", "--untrained", "--clip", "tiny-random"])
+                    "--preset", "tiny", "--untrained", "--clip", "tiny-random", "--insecure"])
     assert a.auth == "ann:s3cret:x" and a.untrained and a.clip == "tiny-random"
     with pytest.raises(SystemExit):
         parse_args(["--auth", "no-colon"])
+    for host in ("0.0.0.0", "192.168.1.5", "example.org", "::"):  # other machines: accounts, or --insecure
+        with pytest.raises(SystemExit):
+            parse_args(["--host", host])
+        assert parse_args(["--host", host, "--users"]).users
+    assert parse_args(["--host", "localhost"]).host == "localhost" and parse_args(["--host", "::1"])
 
 
 def test_launch_kwargs_never_share(tmp_path):

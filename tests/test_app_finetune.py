@@ -82,16 +82,17 @@ def test_finetune_tab_closed_loop(server, tmp_path):
         assert "imported" in out["status"], out["status"]
     c.predict(True, api_name="/set_reviewed")  # the last video added is the open one
     pid = studio.store.projects()[-1][0]
+    exported = f"p{pid}-shapes-project"  # an export's name carries its project's id
     held = studio.store.videos(pid)[-1]
     assert held.reviewed and held.name == name
     assert c.predict(api_name="/export_dataset")["status"].startswith("✔")
 
     # the lists: both datasets, the project, only its reviewed video
     lists = c.predict(None, api_name="/ft_refresh")
-    assert {x[0] for x in lists["datasets"]["choices"]} >= {"shapes", "shapes-project"}
+    assert {x[0] for x in lists["datasets"]["choices"]} >= {"shapes", exported}
     assert [x[1] for x in c.predict(pid, api_name="/ft_project")["heldout"]["choices"]] == [held.id]
 
-    args = [["shapes", "shapes-project"], pid, [held.id], "", 3, 2, 0, 64, 2, 0, True]
+    args = [["shapes", exported], pid, [held.id], "", 3, 2, 0, 64, 2, 0, True]
     assert c.predict([], *args[1:], "bad", api_name="/ft_start")["status"].startswith("✖")  # no dataset chosen
     t0 = time.time()
     out = c.predict(*args, "t1", api_name="/ft_start")
@@ -106,8 +107,8 @@ def test_finetune_tab_closed_loop(server, tmp_path):
     assert "finished" in out["status"], out["status"] + (home / "runs" / "t1" / "train.log").read_text()[-3000:]
     run_dir = home / "runs" / "t1"
     record = json.loads((run_dir / "finetune.json").read_text())
-    assert record["excluded"] == {"shapes-project": [held.name]}  # the held-out video never trained
-    filtered = json.loads((run_dir / "data" / "shapes-project" / "annotations.json").read_text())
+    assert record["excluded"] == {exported: [held.name]}  # the held-out video never trained
+    filtered = json.loads((run_dir / "data" / exported / "annotations.json").read_text())
     assert [Path(v["file_names"][0]).parent.name for v in filtered["videos"]] == [studio.store.videos(pid)[0].name]
 
     # the closed loop started by itself when training ended; this call joins it and returns the end

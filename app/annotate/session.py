@@ -79,6 +79,7 @@ class Screen:
     info: str | None = None
     export_file: str | None = None
     player: str | None = None
+    exports: Choices | None = None         # the user's exports (to delete one)
 
 
 #: The review panel: the fields :meth:`app.annotate.review.ReviewService.panel` fills.

@@ -8,17 +8,22 @@ here and a line in :func:`render`. Every event has an ``api_name`` and every com
 """
 from __future__ import annotations
 
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from ..wiring import Wiring
+from ..wiring import Wiring, user_of
 from . import views
 from .media import VIDEO_EXT
 from .prelabel import PrelabelSettings
 from .review import EDITS, ReviewService
 from .service import PRESETS, SAMPLE_VOCAB, AnnotateService
-from .session import PANEL, Choices, Screen, Session
+from .session import PANEL, Choices, Screen, Session, bad
 
 Components = dict[str, Any]
 
@@ -70,6 +75,16 @@ def layout(svc: AnnotateService) -> Components:
                     c["export_res_btn"] = gr.Button("Results json", elem_id="export_res_btn")
                     c["export_vid_btn"] = gr.Button("Overlay video", elem_id="export_vid_btn")
                 c["export_file"] = gr.File(label="Download", interactive=False, elem_id="export_file")
+            with gr.Accordion("7 · Delete", open=False):
+                c["confirm"] = gr.Checkbox(False, label="I am sure (deleting cannot be undone)", elem_id="confirm_cb")
+                with gr.Row():
+                    c["delete_project_btn"] = gr.Button("Delete this project", variant="stop",
+                                                        elem_id="delete_project_btn")
+                    c["delete_video_btn"] = gr.Button("Delete this video", variant="stop", elem_id="delete_video_btn")
+                with gr.Row():
+                    c["exports"] = gr.Dropdown(label="Your exports", choices=[], scale=3, elem_id="exports_dd")
+                    c["exports_refresh_btn"] = gr.Button("↻", scale=0, min_width=44, elem_id="exports_refresh_btn")
+                c["delete_export_btn"] = gr.Button("Delete this export", variant="stop", elem_id="delete_export_btn")
         with gr.Column(scale=3):
             c["info"] = gr.Markdown("No video selected.", elem_id="video_info")
             # no block label: it would sit over the top-left corner, where track tags often are
@@ -143,7 +158,38 @@ CONVERT: dict[str, Callable[[Any], Any]] = {
     "label_dd": _dropdown,
     "slider": lambda x: gr.Slider(minimum=0, maximum=x.maximum, value=x.value, step=1),
     "canvas": lambda size: gr.ImageEditor(canvas_size=size, value=None),
+    "exports": _dropdown,
 }
+
+
+PUBLISHED = "ovformer-out"
+
+
+def publish(path: str) -> str:
+    """A file of the data folder, handed to the one request that asked for it: linked (copied
+    across file systems) into an unguessable folder of Gradio's upload folder, from which Gradio
+    serves it. The data folder itself is never served (``blocked_paths``, :mod:`app.main`)."""
+    from gradio.utils import get_upload_folder
+
+    root = Path(get_upload_folder()) / PUBLISHED
+    if root.is_dir():  # what was handed out an hour ago has been downloaded (or never will be)
+        for d in root.iterdir():
+            try:
+                if time.time() - d.stat().st_mtime > 3600:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+    d = root / uuid.uuid4().hex
+    d.mkdir(parents=True)
+    dst = d / Path(path).name
+    try:
+        os.link(path, dst)
+    except OSError:
+        shutil.copyfile(path, dst)
+    return str(dst)
+
+
+CONVERT.update({"export_file": publish, "player": publish})
 
 
 def render(screen: Screen, c: Components, outputs: list[Any]) -> dict[Any, Any]:
@@ -169,7 +215,11 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
         return [c[n] for n in names]
 
     def bound(fn: Callable[..., Screen], outputs: list[Any]) -> Callable[..., dict]:
-        return lambda *args: render(fn(*args), c, outputs)
+        """``fn(session, *inputs)`` as an event: the session is the requesting user's (Gradio
+        passes the request first: a parameter annotated ``gr.Request``)."""
+        def call(request: gr.Request, s: Session, *args: Any) -> dict:
+            return render(fn(svc.enter(s, user_of(request)), *args), c, outputs)
+        return call
 
     def bar(progress: gr.Progress) -> Callable[[float, str], None]:
         return lambda fraction, text: progress(fraction, desc=text)
@@ -183,7 +233,8 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
     w.on(c["projects"].input, bound(svc.open_project, opened), [st, c["projects"]], opened, api_name="open_project")
     added = outs("session", "status", "projects", "videos", "editor", *PANEL)
 
-    def add_video(s, upload, json_file, fps, vocab, progress=gr.Progress()):
+    def add_video(request: gr.Request, s, upload, json_file, fps, vocab, progress=gr.Progress()):
+        s = svc.enter(s, user_of(request))
         return render(svc.add_video(s, getattr(upload, "name", upload), getattr(json_file, "name", json_file),
                                     fps, vocab, bar(progress)), c, added)
     w.on(c["add_btn"].click, add_video, [st, c["upload"], c["json_in"], c["import_fps"], c["vocab"]], added,
@@ -199,8 +250,14 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
     pre_out = outs("session", "status", "banner", "editor", *PANEL, "progress")
     pre_in = [st, c["vocab"], c["res"], c["clip_len"], c["fps"], c["thr"], c["max_tracks"]]
 
-    def prelabel(s, vocab, res, clip, fps, thr, max_tracks, progress=gr.Progress()) -> Iterator[dict]:
-        settings = PrelabelSettings(int(res), max(1, int(clip)), float(fps or 0), float(thr), max(1, int(max_tracks)))
+    def prelabel(request: gr.Request, s, vocab, res, clip, fps, thr, max_tracks,
+                 progress=gr.Progress()) -> Iterator[dict]:
+        s = svc.enter(s, user_of(request))
+        try:
+            settings = PrelabelSettings.from_page(res, clip, fps, thr, max_tracks)
+        except ValueError as e:
+            yield render(Screen(session=s, status=bad(str(e))), c, pre_out)
+            return
         for screen in svc.prelabel(s, vocab, settings, bar(progress)):
             yield render(screen, c, pre_out)
     w.on(c["run_btn"].click, prelabel, pre_in, pre_out, api_name="prelabel", show_progress_on=[progress_box],
@@ -210,8 +267,8 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
 
     sample_out = outs("session", "status", "vocab", "projects", "videos", "editor", *PANEL)
 
-    def sample(s, vocab, progress=gr.Progress()):
-        return render(svc.add_sample(s, vocab, bar(progress)), c, sample_out)
+    def sample(request: gr.Request, s, vocab, progress=gr.Progress()):
+        return render(svc.add_sample(svc.enter(s, user_of(request)), vocab, bar(progress)), c, sample_out)
     w.on(c["sample_btn"].click, sample, [st, c["vocab"]], sample_out, api_name="sample",
          show_progress_on=[progress_box]).then(prelabel, pre_in, pre_out, show_progress_on=[progress_box],
                                                 concurrency_limit=8)
@@ -225,9 +282,9 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
     w.on(c["track_dd"].input, bound(review.select_track, panel), [st, c["track_dd"]], panel,
          api_name="select_track", **quick)
 
-    def on_row(s, table, evt: gr.SelectData):
+    def on_row(request: gr.Request, s, table, evt: gr.SelectData):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return render(review.select_row(s, table, row), c, panel)
+        return render(review.select_row(svc.enter(s, user_of(request)), table, row), c, panel)
     c["tracks"].select(on_row, [st, c["tracks"]], panel, **quick)
     w.on(c["queue_btn"].click, bound(review.next_in_queue, panel), [st], panel, api_name="next_in_queue", **quick)
     w.on(c["toggle_btn"].click, bound(review.toggle_hidden, panel), [st, c["track_dd"]], panel,
@@ -243,25 +300,38 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
                    "save_mask": ["track_dd", "editor"], "new_track": ["label_dd", "editor"]}
     assert set(edit_inputs) == set(EDITS), "every edit has its button"
     for name, inputs in edit_inputs.items():
-        fn = (lambda n: lambda s, *args: render(review.edit(n, s, *args), c, panel))(name)
+        fn = bound(lambda s, *args, n=name: review.edit(n, s, *args), panel)
         w.on(c[f"{name}_btn"].click, fn, [st, *outs(*inputs)], panel, api_name=name)
 
-    canvas = c["paint_btn"].click(lambda s: render(Screen(canvas=svc.canvas(s)), c, [c["editor"]]), [st],
+    canvas = c["paint_btn"].click(bound(lambda s: Screen(canvas=svc.canvas(s)), [c["editor"]]), [st],
                                   [c["editor"]], **quick)  # the canvas size first: notes, pitfall 1
     w.on(canvas.then, bound(review.load_editor, outs("status", "editor")), [st, c["track_dd"]],
          outs("status", "editor"), api_name="load_editor")
     exported = outs("status", "export_file")
 
-    def export_dataset(s, progress=gr.Progress()):
-        return render(svc.export_dataset(s, bar(progress)), c, exported)
+    def export_dataset(request: gr.Request, s, progress=gr.Progress()):
+        return render(svc.export_dataset(svc.enter(s, user_of(request)), bar(progress)), c, exported)
     w.on(c["export_ds_btn"].click, export_dataset, [st], exported, api_name="export_dataset",
          show_progress_on=[progress_box])
     w.on(c["export_res_btn"].click, bound(svc.export_results, exported), [st], exported, api_name="export_results")
     played = outs("status", "export_file", "player")
 
-    def export_video(s, progress=gr.Progress()):
-        return render(svc.export_video(s, bar(progress)), c, played)
+    def export_video(request: gr.Request, s, progress=gr.Progress()):
+        return render(svc.export_video(svc.enter(s, user_of(request)), bar(progress)), c, played)
     for btn, name in ((c["export_vid_btn"], "export_video"), (c["play_btn"], "play")):
         w.on(btn.click, export_video, [st], played, api_name=name, show_progress_on=[progress_box])
+    deleted = outs("session", "status", "projects", "videos", "vocab", "editor", *PANEL)
+    w.on(c["delete_project_btn"].click, bound(svc.delete_project, deleted), [st, c["confirm"]], deleted,
+         api_name="delete_project")
+    w.on(c["delete_video_btn"].click, bound(svc.delete_video, deleted), [st, c["confirm"]], deleted,
+         api_name="delete_video")
+    listed = outs("exports")
+
+    def list_exports(s: Session) -> Screen:
+        names = svc.exports_of(s) + svc.datasets_of(s)
+        return Screen(exports=Choices(names, names[0] if names else None))
+    w.on(c["exports_refresh_btn"].click, bound(list_exports, listed), [st], listed, api_name="list_exports")
+    w.on(c["delete_export_btn"].click, bound(svc.delete_export, outs("status")), [st, c["exports"], c["confirm"]],
+         outs("status"), api_name="delete_export").then(bound(list_exports, listed), [st], listed)
     # a fresh page shows the projects that exist now and reopens the latest one
     demo.load(bound(svc.on_load, opened), [st], opened, api_visibility="private")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -48,26 +49,34 @@ def export_videos(store: Store, project_id: int, video_ids: list[int], root: Pat
     return [_video_name(v) for v in gt["videos"]]
 
 
-def without_videos(src: Path, names: set[str], dst: Path) -> tuple[Path, list[str]]:
-    """``src`` minus the videos named ``names`` -> (folder to train on, names removed).
+def snapshot_dataset(src: Path, names: set[str], dst: Path) -> tuple[Path, list[str]]:
+    """A frozen copy of the dataset ``src`` at ``dst``, minus the videos named ``names``:
+    (folder to train on, names removed).
 
-    Videos match by folder name (the app exports a video as ``JPEGImages/<name>/``); a
-    same-named video from elsewhere is dropped too, which errs on the side of no leak. Frames
-    are symlinked, not copied.
+    A run trains on this snapshot, never on ``src`` itself, so a later export of the same
+    project (which replaces ``src``) cannot change a run's data under it. Frames are hard-linked
+    (copied across file systems): the snapshot costs no space while ``src`` exists, and the
+    export's rename of a new folder into place leaves the linked files as they were. Videos
+    match by folder name (the app exports a video as ``JPEGImages/<name>/``); a same-named video
+    from elsewhere is dropped too, which errs on the side of no leak.
     """
     data = json.loads((src / "annotations.json").read_text())
     drop = {v["id"]: _video_name(v) for v in data["videos"] if _video_name(v) in names}
-    if not drop:
-        return src, []
     data["videos"] = [v for v in data["videos"] if v["id"] not in drop]
     data["annotations"] = [a for a in data.get("annotations", []) if a["video_id"] not in drop]
-    (dst / "JPEGImages").mkdir(parents=True, exist_ok=True)
     for v in data["videos"]:
-        name, link = _video_name(v), dst / "JPEGImages" / _video_name(v)
-        try:
-            link.symlink_to((src / "JPEGImages" / name).resolve(), target_is_directory=True)
-        except OSError:  # no symlinks here (some file systems): copy
-            shutil.copytree(src / "JPEGImages" / name, link)
+        for f in v.get("file_names") or []:
+            if Path(f).is_absolute() or ".." in Path(f).parts:
+                raise ValueError(f"{src.name}: frame path {f!r} leaves the dataset folder")
+            out = dst / "JPEGImages" / f
+            if out.exists():
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src / "JPEGImages" / f, out)
+            except OSError:
+                shutil.copyfile(src / "JPEGImages" / f, out)
+    dst.mkdir(parents=True, exist_ok=True)
     (dst / "annotations.json").write_text(json.dumps(data))
     return dst, sorted(drop.values())
 

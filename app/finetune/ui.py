@@ -15,7 +15,7 @@ import gradio as gr
 
 from ..dashboard.figures import LOOP_KEYS, closed_loop_figure, run_loss_figure, run_map_figure
 from ..dashboard.loaders import RunData, split_metrics
-from ..wiring import Wiring
+from ..wiring import Wiring, user_of
 from .service import FineTuneError, FineTuner, RunView, StartRequest
 
 MOVING = ("starting", "running", "evaluating")
@@ -37,6 +37,21 @@ def loop_rows(loop: dict | None) -> list[list[Any]]:
         b, a = loop["before"].get(k, -1), loop["after"].get(k, -1)
         rows.append([k, f"{100 * b:.1f}", f"{100 * a:.1f}", f"{100 * (a - b):+.1f}" if min(a, b) >= 0 else "n/a"])
     return rows
+
+
+def _num(x: Any) -> float:
+    """A number from the page (refused with a message, not an exception, when it is not one)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise FineTuneError(f"{x!r} is not a number") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise FineTuneError(f"{x!r} is not a finite number")
+    return v
+
+
+def _int(x: Any) -> int:
+    return int(_num(x))
 
 
 def progress_html(v: RunView | None) -> str:
@@ -127,6 +142,9 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
             with gr.Row():
                 start = gr.Button("Start fine-tuning", variant="primary", elem_id="ft_start")
                 stop = gr.Button("Stop", variant="stop", elem_id="ft_stop")
+            with gr.Accordion("Delete a run", open=False):
+                confirm = gr.Checkbox(False, label="I am sure (deleting cannot be undone)", elem_id="ft_confirm")
+                delete = gr.Button("Delete the selected run", variant="stop", elem_id="ft_delete")
         with gr.Column(scale=2):
             run = gr.Dropdown(label="Run", choices=[], elem_id="ft_run")
             status = gr.Markdown("No run yet.", elem_id="ft_status")
@@ -144,58 +162,65 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
                 loop_plot = gr.Plot(label="Before vs after", elem_id="ft_loop_plot", scale=3)
     timer = gr.Timer(1.0, active=False)
     seen = gr.State({})
-    w.name({"banner": banner, "model": model_md, "datasets": datasets, "project": project, "heldout": heldout,
+    w.name({"confirm": confirm, "banner": banner, "model": model_md, "datasets": datasets, "project": project, "heldout": heldout,
             "heldout_ds": heldout_ds, "note": note, "iters": iters, "batch": batch, "eval_every": eval_every,
             "run": run, "status": status, "progress": progress, "loss_plot": loss_plot, "map_plot": map_plot,
             "load": load, "loop_btn": loop_btn, "loop_table": loop_df, "loop_plot": loop_plot, "timer": timer})
 
-    def lists(proj: Any = None) -> tuple:
-        projects = [(n, i) for i, n in ft.store.projects()]
+    def lists(request: gr.Request, proj: Any = None) -> tuple:
+        user = user_of(request)
+        projects = [(n, i) for i, n in ft.store.projects(user)]
         pid = proj if proj in [i for _, i in projects] else (projects[-1][1] if projects else None)
-        names = ft.datasets()
+        names = ft.datasets(user)
         spec_label, (preset, _, clip) = ft.hub.label(), ft.model_setup()
         return (gr.Dropdown(choices=names), gr.Dropdown(choices=projects, value=pid),
-                gr.Dropdown(choices=ft.reviewed_videos(pid)), gr.Dropdown(choices=[""] + names),
-                gr.Dropdown(choices=ft.runs()), f"Starts from the loaded weights: `{spec_label}` "
+                gr.Dropdown(choices=ft.reviewed_videos(pid, user)), gr.Dropdown(choices=[""] + names),
+                gr.Dropdown(choices=ft.runs(user)), f"Starts from the loaded weights: `{spec_label}` "
                 f"(preset `{preset}`, CLIP `{clip}`).")
     list_out = [datasets, project, heldout, heldout_ds, run, model_md]
 
-    def on_load() -> tuple:
+    def on_load(request: gr.Request) -> tuple:
+        user = user_of(request)
         d = ft.defaults()
-        runs = ft.runs()
-        out = lists()
-        return (*out[:4], gr.Dropdown(choices=runs, value=ft.active() or (runs[0] if runs else None)), out[5],
+        runs = ft.runs(user)
+        out = lists(request)
+        return (*out[:4], gr.Dropdown(choices=runs, value=ft.active_of(user) or (runs[0] if runs else None)), out[5],
                 d["note"], d["iters"], d["batch"], d["eval_every"], gr.Timer(active=bool(runs)))
 
     w.on(refresh.click, lists, [project], list_out, api_name="ft_refresh")
-    w.on(project.input, lambda p: gr.Dropdown(choices=ft.reviewed_videos(p), value=[]), [project], [heldout],
+    def on_project(request: gr.Request, p: Any) -> gr.Dropdown:
+        return gr.Dropdown(choices=ft.reviewed_videos(p, user_of(request)), value=[])
+    w.on(project.input, on_project, [project], [heldout],
                   api_name="ft_project")
     demo.load(on_load, None, [*list_out, note, iters, batch, eval_every, timer], api_visibility="private")
 
-    def do_start(ds, proj, held, held_ds, n_it, n_b, lr_, size, every, lsize, auto_, name_) -> tuple:
-        req = StartRequest(list(ds or []), int(proj) if proj else None, [int(v) for v in held or []],
-                           held_ds or None, int(n_it or 1), int(n_b or 1), float(lr_ or 0) or None,
-                           int(size or 0) or None, int(every or 0), int(lsize or 0) or None, bool(auto_), name_ or "")
+    def do_start(request: gr.Request, ds, proj, held, held_ds, n_it, n_b, lr_, size, every, lsize, auto_,
+                 name_) -> tuple:
+        user = user_of(request)
         try:
-            started = ft.start(req)
+            req = StartRequest(list(ds or []), _int(proj) or None, [_int(v) for v in held or []],
+                               held_ds or None, _int(n_it or 1), _int(n_b or 1), _num(lr_ or 0) or None,
+                               _int(size or 0) or None, _int(every or 0), _int(lsize or 0) or None, bool(auto_),
+                               str(name_ or ""))
+            started = ft.start(req, user)
         except FineTuneError as e:
             return f"✖ {e} (nothing was started)", gr.Dropdown(), gr.Timer()
-        return (f"⏳ **{started}** started", gr.Dropdown(choices=ft.runs(), value=started), gr.Timer(active=True))
+        return (f"⏳ **{started}** started", gr.Dropdown(choices=ft.runs(user), value=started), gr.Timer(active=True))
     w.on(start.click, do_start, [datasets, project, heldout, heldout_ds, iters, batch, lr, min_size, eval_every,
                            loop_size, auto, name], [status, run, timer], api_name="ft_start")
 
     poll_out = [status, progress, loss_plot, map_plot, load, loop_btn, loop_df, loop_plot, seen, timer]
 
-    def render(name: str | None, seen_: dict, force: bool) -> tuple:
+    def render(user: str, name: str | None, seen_: dict, force: bool) -> tuple:
         if not name:
             return ("No run yet.", "", *[gr.skip()] * 6, seen_, gr.Timer(active=False))
         try:
-            v = ft.view(name)
+            v = ft.view(name, user)
         except FineTuneError as e:
             return (f"✖ {e}", "", *[gr.skip()] * 6, seen_, gr.Timer(active=False))
         key = {"run": name, "n": len(v.metrics), "loop": bool(v.loop_result)}
         new = force or key != seen_
-        loop_pending = (v.state == "finished" and name in ft.handles and v.record.get("auto_loop")
+        loop_pending = (v.state == "finished" and str(ft.run_dir(name, user)) in ft.handles and v.record.get("auto_loop")
                         and v.record.get("heldout", {}).get("kind") and not v.loop_result
                         and (v.loop is None or not v.loop.finished))
         moving = v.state in MOVING or loop_pending or (v.loop is not None and not v.loop.finished)
@@ -208,36 +233,53 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
                 loop_rows(v.loop_result) if new else gr.skip(), closed_loop_figure(v.loop_result) if new else gr.skip(),
                 key, gr.Timer(active=bool(moving)))
 
-    w.on(timer.tick, lambda n, s: render(n, s, False), [run, seen], poll_out, api_name="ft_poll",
-               show_progress="hidden", concurrency_limit=None)
-    w.on(run.input, lambda n, s: render(n, s, True), [run, seen], poll_out, api_name="ft_view", show_progress="hidden")
+    def poll(request: gr.Request, n: str | None, s: dict) -> tuple:
+        return render(user_of(request), n, s, False)
 
-    def do_stop(name: str | None) -> str:
+    def view(request: gr.Request, n: str | None, s: dict) -> tuple:
+        return render(user_of(request), n, s, True)
+    w.on(timer.tick, poll, [run, seen], poll_out, api_name="ft_poll",
+               show_progress="hidden", concurrency_limit=None)
+    w.on(run.input, view, [run, seen], poll_out, api_name="ft_view", show_progress="hidden")
+
+    def do_stop(request: gr.Request, name: str | None) -> str:
         try:
-            return ft.stop(name)
+            return ft.stop(name, user_of(request))
         except FineTuneError as e:
             return f"✖ {e}"
     w.on(stop.click, do_stop, [run], [status], api_name="ft_stop")
 
-    def do_load(name: str | None) -> tuple:
+    def do_delete(request: gr.Request, name: str | None, sure: bool) -> tuple:
+        user = user_of(request)
+        if not sure:
+            return "✖ tick **I am sure** to delete the run", gr.Dropdown()
         try:
-            label = ft.load_final(name)
+            msg = "✔ " + ft.delete_run(name, user)
+        except FineTuneError as e:
+            return f"✖ {e}", gr.Dropdown()
+        return msg, gr.Dropdown(choices=ft.runs(user), value=None)
+    w.on(delete.click, do_delete, [run, confirm], [status, run], api_name="ft_delete")
+
+    def do_load(request: gr.Request, name: str | None) -> tuple:
+        try:
+            label = ft.load_final(name, user_of(request))
         except FineTuneError as e:
             return f"✖ {e}", gr.Markdown(), gr.Markdown()
         except Exception as e:  # a broken checkpoint: the old weights stay loaded
             return f"✖ could not load the fine-tuned model ({type(e).__name__}: {e})", gr.Markdown(), gr.Markdown()
         return (f"✔ pre-labelling now uses the fine-tuned weights `{label}`", ft.hub.banner(),
-                lists()[5])
+                lists(request)[5])
     w.on(load.click, do_load, [run], [status, banner, model_md], api_name="ft_load")
 
-    def do_loop(name: str | None, seen_: dict):
+    def do_loop(request: gr.Request, name: str | None, seen_: dict):
+        user = user_of(request)
         try:
-            job = ft.closed_loop(name)
+            job = ft.closed_loop(name, user)
         except FineTuneError as e:
             yield {status: f"✖ {e}"}
             return
         while not job.finished:
             yield {status: f"⏳ closed loop: {job.message} ({job.done}/{job.total} videos)"}
             time.sleep(0.3)
-        yield dict(zip(poll_out, render(name, seen_, True)))
+        yield dict(zip(poll_out, render(user, name, seen_, True)))
     w.on(loop_btn.click, do_loop, [run, seen], poll_out, api_name="ft_closed_loop", show_progress_on=[status])
