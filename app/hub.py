@@ -388,11 +388,11 @@ class ModelHub:
 
     def _missing_banner(self, missing: list[RequiredFile]) -> str:
         name = self.spec.weights or self.spec.preset
-        rows = ["| file | size | state | where |", "| --- | --- | --- | --- |"]
+        rows = ["| state | file | size | where |", "| --- | --- | --- | --- |"]
         for f in self.files():
-            state = "✔ present" if f.present else f"✖ {f.state}"
-            size = human_bytes(f.size) if f.size is not None else "known after the first download"
-            rows.append(f"| {f.description} | {size} | {state} | `{f.path}` |")
+            state = "✔&nbsp;present" if f.present else f"✖&nbsp;{f.state}"
+            size = human_bytes(f.size) if f.size is not None else "not known yet"
+            rows.append(f"| {state} | {f.description} | {size} | `{f.path}` |")
         head = (f"### ⚠️ No model weights: `{name}` + {clip_name(self.spec.clip)} needs "
                 f"{len(missing)} more file(s). Pre-labelling cannot run yet; you can still import, "
                 "edit and export labels.")

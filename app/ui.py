@@ -103,7 +103,7 @@ def weights_box(s: Studio, demo: gr.Blocks) -> gr.Markdown:
             note = f"✖ could not load {key}: {e}"
         return render(note)
 
-    s.wiring.on(download.click, on_download, [], outs, api_name="weights_download")
+    s.wiring.on(download.click, on_download, [], outs, api_name="weights_download", show_progress="hidden")
     s.wiring.on(picker.input, on_pick, [picker], outs, api_name="weights_pick")
     timer.tick(render, None, outs, api_visibility="private", show_progress="hidden")
     demo.load(render, None, outs, api_visibility="private", show_progress="hidden")

@@ -59,7 +59,7 @@ def test_banner_lists_every_file_with_size_state_and_place(home: Path) -> None:
     banner = hub.banner()
     assert "No model weights" in banner and "`r50-lvvis` + OpenAI ViT-B/32 needs 3 more file(s)" in banner
     rows = [line for line in banner.splitlines() if line.startswith("| ") and "✖" in line]
-    assert len(rows) == 3 and all("✖ missing" in r and "known after the first download" in r for r in rows)
+    assert len(rows) == 3 and all("✖&nbsp;missing" in r and "not known yet" in r for r in rows)
     assert str(weights_path("r50-lvvis")) in banner and str(home / "weights" / "detpro-lvis") in banner
     assert str(home / "hf" / "hub" / "models--timm--vit_base_patch32_clip_224.openai") in banner
     assert "Press **Download**" in banner and "ovformer weights download r50-lvvis" in banner
