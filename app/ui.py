@@ -24,7 +24,8 @@ it. Then scrub the slider, pick tracks from the list (the review queue puts doub
 them in **Correct** / **Paint**, and **Export** a YouTube-VIS dataset that `ovformer train` reads."""
 
 CSS = ("#status {min-height: 2.2em} #progress {min-height: 3.2em} #frame_img img {object-fit: contain} "
-       "#download_progress progress {width: 100%; height: 1.1em} #download_progress .failed {color: #b00020}")
+       "#download_progress progress {width: 100%; height: 1.1em} #download_progress .failed {color: #b00020} "
+       "#banner td, #banner th {word-break: normal} #banner td:nth-child(1), #banner td:nth-child(3) {white-space: nowrap}")
 
 
 def build(s: Studio) -> gr.Blocks:
