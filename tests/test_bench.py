@@ -34,6 +34,12 @@ def test_bench_json_has_every_key_with_sane_values(capsys):
     assert res["floor_ratio"] > 0.5  # nothing beats its own matmul by 2x
     assert 0.1 < res["peak_rss_gb"] < 64
     assert res["threads"] >= 1
+    # end to end on the real sample video, beside the model and CLIP on the same frames
+    e = res["end_to_end"]
+    assert e["video"].endswith("bikes.mp4") and e["frames"] == 2
+    assert e["video_size"] == [272, 640] and e["model_size"] == [64, 151]
+    assert 0 < e["model_and_clip_s_per_frame"] < 60 and 0 < e["s_per_frame"] < 60  # one pass: noisy
+    assert e["ratio"] == pytest.approx(e["s_per_frame"] / e["model_and_clip_s_per_frame"])
 
 
 def test_bench_rejects_bad_arguments():

@@ -232,8 +232,9 @@ def test_inputs_with_one_stem_keep_their_own_results_also_when_resumed(tmp_path,
     # an interrupted run: b/clip.mp4's part never written (a temporary file left behind), and a
     # stem-named part of the old layout holding another video's results
     b_part = next(p for p in parts if json.loads(p.read_text())["key"] == str(videos[1]))
+    other = next(p for p in parts if p != b_part).read_text()
     b_part.rename(b_part.with_suffix(".json.tmp0"))
-    (tmp_path / "res.json.parts" / "clip.json").write_text(parts[0].read_text())
+    (tmp_path / "res.json.parts" / "clip.json").write_text(other)
     capsys.readouterr()
     assert cli(batch) == 0
     err = capsys.readouterr().err

@@ -19,7 +19,7 @@ from ..ytvis.rle import encode_mask
 from .frame_tracker import FrameTracker, FrameWindow
 from .postprocess import video_scores
 from ..text_embeddings import TextEmbeddings
-from .predictor import OVFormerVideoPredictor, _chunks
+from .predictor import OVFormerVideoPredictor
 from .types import ClipProgress, PredictOptions, Track, VideoPrediction
 
 
@@ -102,13 +102,10 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         start = time.monotonic()
         size = out_size = None
         with FrameTracker(opts.spill_dir) as tracker:
-            for index, frames in enumerate(_chunks(source, self.window_size)):
-                rgb = [getattr(f, "rgb", f) for f in frames]
-                if out_size is None:
-                    out_size = rgb[0].shape[:2]
-                if any(r.shape[:2] != out_size for r in rgb):
-                    raise ValueError(f"frame size changed within the video (expected {out_size})")
-                window, size = self.run_window(rgb, embeds, opts)
+            for index, (rgb, x, size) in enumerate(self._prepared(source, self.window_size,
+                                                                  opts)):
+                out_size = rgb[0].shape[:2]
+                window = FrameWindow.from_output(self.forward(x, self.encode_clip(rgb), embeds))
                 aligned = tracker.add(window)
                 if on_clip is not None:
                     done = tracker.num_frames

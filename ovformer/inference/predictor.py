@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -39,6 +41,59 @@ def _chunks(frames: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield buf
 
 
+def _check_sizes(frames: Iterable[list[Any]]) -> Iterator[list[np.ndarray]]:
+    """The (H, W, 3) arrays of each group of frames; every frame must have the first's size."""
+    out_size = None
+    for group in frames:
+        rgb = [getattr(f, "rgb", f) for f in group]
+        out_size = out_size or rgb[0].shape[:2]
+        if any(r.shape[:2] != out_size for r in rgb):
+            raise ValueError(f"frame size changed within the video (expected {out_size})")
+        yield rgb
+
+
+def prefetch(items: Iterable[Any], depth: int = 1) -> Iterator[Any]:
+    """``items`` produced by a background thread up to ``depth`` ahead of the consumer: decoding
+    (PyAV releases the GIL) and resizing the next clip run while the current clip is in the
+    model. An exception of the producer is raised here, at the item it failed on; leaving the
+    loop early stops the producer at its next item."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((end, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((end, exc))
+
+    worker = threading.Thread(target=produce, name="ovformer-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a producer waiting on a full queue
+                q.get_nowait()
+        worker.join(timeout=5)
+
+
 class OVFormerVideoPredictor:
     """Runs OVFormer on videos clip by clip and returns tracks with RLE masks.
 
@@ -61,6 +116,9 @@ class OVFormerVideoPredictor:
         detpro_context: (P, n_ctx, width) DetPro prompt contexts for new classes, or None.
         text_note: why a better text source is missing (said in :meth:`TextEmbeddings.summary`).
     """
+
+    #: clips decoded and resized ahead of the model in a background thread (0: none)
+    prefetch_clips: int = 1
 
     def __init__(self, model: OVFormer, clip: ClipEncoder, *, min_size: int = 360,
                  max_size: int = 1333, clip_length: int = 5, top_k: int = 50,
@@ -167,7 +225,10 @@ class OVFormerVideoPredictor:
         opts = (options or self._defaults).over(self._defaults)
         h, w = rgb[0].shape[:2]
         size = resized_shape(h, w, opts.min_size, opts.max_size)
-        return resize_frames(frames_to_tensor(rgb), size).to(self.device), size
+        x = resize_frames(frames_to_tensor(rgb), size)
+        if self.device.type == "cuda":  # pinned: the copy overlaps the clip in flight
+            return x.pin_memory().to(self.device, non_blocking=True), size
+        return x, size
 
     @torch.inference_mode()
     def encode_clip(self, rgb: Sequence[np.ndarray]) -> torch.Tensor:
@@ -218,14 +279,11 @@ class OVFormerVideoPredictor:
         start = time.monotonic()
         size = out_size = None
         with VideoState(opts.spill_dir) as state:
-            for index, frames in enumerate(_chunks(source, opts.clip_length)):
-                rgb = [getattr(f, "rgb", f) for f in frames]
-                if out_size is None:
-                    out_size = rgb[0].shape[:2]
-                if any(r.shape[:2] != out_size for r in rgb):
-                    raise ValueError(f"frame size changed within the video (expected {out_size})")
-                result, size = self.run_clip(rgb, embeds, opts)
-                aligned = state.add(result)
+            for index, (rgb, x, size) in enumerate(self._prepared(source, opts.clip_length,
+                                                                  opts)):
+                out_size = rgb[0].shape[:2]
+                out = self.forward(x, self.encode_clip(rgb), embeds)
+                aligned = state.add(ClipResult.from_output(out))
                 if on_clip is not None:
                     done = state.num_frames
                     elapsed = time.monotonic() - start
@@ -236,6 +294,15 @@ class OVFormerVideoPredictor:
             if out_size is None:
                 raise ValueError("the video has no frames")
             return self._finish(state, size, out_size, text, opts.top_k)
+
+    def _prepared(self, source: Iterable[Any], length: int, opts: PredictOptions
+                  ) -> Iterator[tuple[list[np.ndarray], torch.Tensor, tuple[int, int]]]:
+        """(frames, model input (T, 3, h, w), (h, w)) per clip of ``length`` frames, decoded
+        and resized :attr:`prefetch_clips` ahead in a background thread (0: in this thread)."""
+        def clips():
+            for rgb in _check_sizes(_chunks(source, length)):
+                yield (rgb, *self.prepare(rgb, opts))
+        return prefetch(clips(), self.prefetch_clips) if self.prefetch_clips > 0 else clips()
 
     def _padded(self, size: tuple[int, int]) -> tuple[int, int]:
         d = self.model.size_divisibility

