@@ -42,3 +42,25 @@ def app_server(tmp_path_factory):
     yield url, studio, home
     studio.finetune.shutdown()  # never leave a training process behind a failed test
     demo.close()
+
+
+USERS = {"alice": "alice-password", "bob": "bob-password"}
+
+
+@pytest.fixture(scope="module")
+def users_server(tmp_path_factory):
+    """The app with ``--users`` (alice is an admin, bob is not; passwords in :data:`USERS`):
+    (url, studio, home)."""
+    sys.path.insert(0, str(Path(__file__).parent / "ui"))
+    from apptest import start
+
+    from app.auth import Users
+
+    home = tmp_path_factory.mktemp("shared_home")
+    users = Users(home)
+    for name, password in USERS.items():
+        users.add(name, password, admin=name == "alice")
+    demo, url, studio = start(home, ["--users"])
+    yield url, studio, home
+    studio.finetune.shutdown()
+    demo.close()

@@ -198,7 +198,7 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
                  name_) -> tuple:
         user = user_of(request)
         try:
-            req = StartRequest(list(ds or []), _int(proj) or None, [_int(v) for v in held or []],
+            req = StartRequest(list(ds or []), _int(proj) if proj else None, [_int(v) for v in held or []],
                                held_ds or None, _int(n_it or 1), _int(n_b or 1), _num(lr_ or 0) or None,
                                _int(size or 0) or None, _int(every or 0), _int(lsize or 0) or None, bool(auto_),
                                str(name_ or ""))
