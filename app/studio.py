@@ -26,7 +26,8 @@ class Studio:
         self.editor = Editor(self.store)
         self.review = ReviewService(self.store, self.editor)
         self.annotate = AnnotateService(cfg, self.store, self.editor, hub, self.review)
-        self.finetune = FineTuner(cfg.home, cfg.datasets, self.store, hub, self.may_change_model)
+        self.finetune = FineTuner(cfg.home, cfg.datasets, self.store, hub, self.may_change_model,
+                                  accounts=cfg.users)
         self.wiring = Wiring()
 
     def may_change_model(self, user: str) -> bool:

@@ -101,7 +101,9 @@ class AnnotateService:
 
     def enter(self, s: Session, user: str) -> Session:
         """The session of an event by ``user`` (from the request, never from the client): another
-        user's session, or a project or video that is not (or no longer) theirs, starts afresh."""
+        user's session, or a project or video that is not (or no longer) theirs, starts afresh.
+        Without ``--users`` everyone is the one local user "" (a shared ``--auth`` login too)."""
+        user = user if self.cfg.users else ""
         if s.user != user:
             return Session(user=user)
         if s.project is not None and not self.store.owns_project(user, s.project):

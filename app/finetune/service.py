@@ -92,11 +92,12 @@ class FineTuner:
     """Starts and follows the app's training runs (one at a time: they use the whole machine)."""
 
     def __init__(self, home: Path, datasets_root: Path, store: Store, hub: ModelHub,
-                 may_change_model: Callable[[str], bool] | None = None) -> None:
+                 may_change_model: Callable[[str], bool] | None = None, accounts: bool = False) -> None:
         self.runs_root = Path(home) / "runs"
         self.datasets_root = Path(datasets_root)
         self.store, self.hub = store, hub
         self.may_change_model = may_change_model or (lambda user: True)
+        self.accounts = accounts  # --users: each user's own runs and datasets; else everyone is ""
         self.loops = ClosedLoopRunner(hub)
         self.handles: dict[str, Any] = {}  # run name -> training.RunHandle started by this app
         self._lock = threading.Lock()

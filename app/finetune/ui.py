@@ -167,8 +167,12 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
             "run": run, "status": status, "progress": progress, "loss_plot": loss_plot, "map_plot": map_plot,
             "load": load, "loop_btn": loop_btn, "loop_table": loop_df, "loop_plot": loop_plot, "timer": timer})
 
+    def who(request: gr.Request) -> str:
+        """The requesting user with ``--users``; the one local user "" otherwise."""
+        return user_of(request) if ft.accounts else ""
+
     def lists(request: gr.Request, proj: Any = None) -> tuple:
-        user = user_of(request)
+        user = who(request)
         projects = [(n, i) for i, n in ft.store.projects(user)]
         pid = proj if proj in [i for _, i in projects] else (projects[-1][1] if projects else None)
         names = ft.datasets(user)
@@ -180,7 +184,7 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
     list_out = [datasets, project, heldout, heldout_ds, run, model_md]
 
     def on_load(request: gr.Request) -> tuple:
-        user = user_of(request)
+        user = who(request)
         d = ft.defaults()
         runs = ft.runs(user)
         out = lists(request)
@@ -189,14 +193,14 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
 
     w.on(refresh.click, lists, [project], list_out, api_name="ft_refresh")
     def on_project(request: gr.Request, p: Any) -> gr.Dropdown:
-        return gr.Dropdown(choices=ft.reviewed_videos(p, user_of(request)), value=[])
+        return gr.Dropdown(choices=ft.reviewed_videos(p, who(request)), value=[])
     w.on(project.input, on_project, [project], [heldout],
                   api_name="ft_project")
     demo.load(on_load, None, [*list_out, note, iters, batch, eval_every, timer], api_visibility="private")
 
     def do_start(request: gr.Request, ds, proj, held, held_ds, n_it, n_b, lr_, size, every, lsize, auto_,
                  name_) -> tuple:
-        user = user_of(request)
+        user = who(request)
         try:
             req = StartRequest(list(ds or []), _int(proj) if proj else None, [_int(v) for v in held or []],
                                held_ds or None, _int(n_it or 1), _int(n_b or 1), _num(lr_ or 0) or None,
@@ -234,23 +238,23 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
                 key, gr.Timer(active=bool(moving)))
 
     def poll(request: gr.Request, n: str | None, s: dict) -> tuple:
-        return render(user_of(request), n, s, False)
+        return render(who(request), n, s, False)
 
     def view(request: gr.Request, n: str | None, s: dict) -> tuple:
-        return render(user_of(request), n, s, True)
+        return render(who(request), n, s, True)
     w.on(timer.tick, poll, [run, seen], poll_out, api_name="ft_poll",
                show_progress="hidden", concurrency_limit=None)
     w.on(run.input, view, [run, seen], poll_out, api_name="ft_view", show_progress="hidden")
 
     def do_stop(request: gr.Request, name: str | None) -> str:
         try:
-            return ft.stop(name, user_of(request))
+            return ft.stop(name, who(request))
         except FineTuneError as e:
             return f"✖ {e}"
     w.on(stop.click, do_stop, [run], [status], api_name="ft_stop")
 
     def do_delete(request: gr.Request, name: str | None, sure: bool) -> tuple:
-        user = user_of(request)
+        user = who(request)
         if not sure:
             return "✖ tick **I am sure** to delete the run", gr.Dropdown()
         try:
@@ -262,7 +266,7 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
 
     def do_load(request: gr.Request, name: str | None) -> tuple:
         try:
-            label = ft.load_final(name, user_of(request))
+            label = ft.load_final(name, who(request))
         except FineTuneError as e:
             return f"✖ {e}", gr.Markdown(), gr.Markdown()
         except Exception as e:  # a broken checkpoint: the old weights stay loaded
@@ -272,7 +276,7 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
     w.on(load.click, do_load, [run], [status, banner, model_md], api_name="ft_load")
 
     def do_loop(request: gr.Request, name: str | None, seen_: dict):
-        user = user_of(request)
+        user = who(request)
         try:
             job = ft.closed_loop(name, user)
         except FineTuneError as e:
