@@ -75,8 +75,7 @@ class PredictorCache:
         return self._loaded.get(spec)
 
 
-CLIP_NAMES = {"openai": "OpenAI ViT-B/32", "random": "random ViT-B/32 CLIP (UNTRAINED)",
-              "tiny-random": "tiny random CLIP (UNTRAINED)"}
+CLIP_NAMES = {"openai": "OpenAI ViT-B/32", "random": "seeded random ViT-B/32 CLIP", "tiny-random": "tiny seeded random CLIP"}
 
 WHY = {  # a failed download's reason (WeightsDownloadError.reason) -> the headline a person reads
     "network": "no network: the download host could not be reached, or the connection was cut",
