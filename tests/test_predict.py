@@ -106,13 +106,18 @@ def test_rerun_skips_done_videos(tmp_path, sample_videos, capsys):
             "--max-frames", "3", "--out", str(tmp_path / "res.json")]
     assert cli(args) == 0
     first = (tmp_path / "res.json").read_text()
-    capsys.readouterr()
+    from ovformer.inference.runtime import fastest_dtype
+    line = capsys.readouterr().err.splitlines()[0]  # the first line says the dtype it runs in
+    assert line.startswith("ovformer predict:") and f"cpu, {fastest_dtype('cpu')} (" in line
+    assert fastest_dtype("cuda") == "fp16" and fastest_dtype("cpu") in ("fp32", "bf16")
     assert cli(args) == 0
     assert f"skip {sample_videos / 'bikes.mp4'}: already done" in capsys.readouterr().err
     assert (tmp_path / "res.json").read_text() == first
     # another vocabulary is other work: not skipped
     assert cli(args[:-4] + ["--vocab", "dog", "--out", str(tmp_path / "res.json")]) == 0
-    assert "skip bikes" not in capsys.readouterr().err
+    assert "already done" not in capsys.readouterr().err
+    assert cli(args + ["--dtype", "fp32"]) == 0
+    assert "cpu, fp32 (exact)" in capsys.readouterr().err.splitlines()[0]
 
 
 def test_empty_vocabulary_and_no_vocabulary_are_clear_errors(tmp_path, sample_videos, capsys):

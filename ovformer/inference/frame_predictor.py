@@ -66,6 +66,8 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         window_size = window_size or getattr(config, "window_size", 10)
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
+        if kwargs.get("dtype") == "auto":  # bf16's agreement is measured on video models only
+            kwargs["dtype"] = "fp32"
         super().__init__(model, clip, clip_length=window_size, **kwargs)
         self.window_size = window_size
 

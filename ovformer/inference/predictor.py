@@ -19,7 +19,7 @@ from ..vocab import Vocabulary
 from ..modeling import ClipOutput, OVFormer
 from ..ytvis.rle import encode_mask
 from .postprocess import resize_mask_logits, select_topk, video_scores
-from .runtime import keep_freed_memory
+from .runtime import fastest_dtype, keep_freed_memory
 from .tracker import ClipResult, VideoState
 from .types import ClipProgress, PredictOptions, Track, VideoPrediction, VideoPredictor
 
@@ -105,7 +105,8 @@ class OVFormerVideoPredictor:
         model: an :class:`OVFormer` (eval mode is set here).
         clip: the CLIP encoder the model was trained with.
         min_size, max_size, clip_length, top_k: the default :class:`PredictOptions`.
-        device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16"). CLIP
+        device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16"; "auto":
+            :func:`~.runtime.fastest_dtype`, fp16 on CUDA, bf16 on a CPU with bf16 units). CLIP
             always runs in float32 (it is ~3% of the work, and its embeddings set the scores).
             On CPU, glibc is told to keep freed memory (see :mod:`.runtime`).
         weights_label: what the app's banner and the outputs say about the weights.
@@ -126,9 +127,11 @@ class OVFormerVideoPredictor:
                  weights_label: str = "", untrained: bool = False,
                  num_alternatives: int = 5, classifier: StoredClassifier | None = None,
                  detpro_context: torch.Tensor | None = None, text_note: str = "") -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.device = torch.device(device)
+        if dtype == "auto":
+            dtype = fastest_dtype(self.device)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
         if self.device.type == "cpu":
             keep_freed_memory()
         self.model = model.eval().to(self.device)

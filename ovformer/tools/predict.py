@@ -70,7 +70,7 @@ def _settings_hash(args: argparse.Namespace, predictor, text) -> str:
                     hashlib.sha256(text.embeds.numpy().tobytes()).hexdigest(), args.fps,
                     args.max_frames, predictor.defaults.min_size, predictor.defaults.clip_length,
                     predictor.defaults.top_k,
-                    args.dtype, args.clip], default=str)
+                    predictor.dtype, args.clip], default=str)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
 
@@ -226,6 +226,12 @@ def _run(args: argparse.Namespace, di: distributed.DistInfo | None) -> int:
         predictor = build_predictor(args, **kwargs)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
+    if rank == 0:  # the first line says how it runs
+        exact = "exact" if predictor.dtype == "fp32" else \
+            "masks agree with fp32 on >= 99% of pixels; --dtype fp32 for exact output"
+        print(f"ovformer predict: {predictor.weights_label or 'weights'}, {predictor.device}, "
+              f"{predictor.dtype} ({exact}), {world} process{'es' if world > 1 else ''}",
+              file=sys.stderr)
     if predictor.untrained and rank == 0:
         print("WARNING: UNTRAINED random weights: the predictions mean nothing.", file=sys.stderr)
     parts = Path(f"{args.out}.parts")
