@@ -293,3 +293,22 @@ def test_resize_rejects_bad_input():
         resize_frames(torch.zeros(3, 8, 8), (4, 4))
     with pytest.raises(ValueError):
         frames_to_tensor([])
+
+
+def test_limits_count_every_decoded_frame(tmp_path):
+    """`max_decoded` counts the frames the fps rule skips too, `max_duration_s` the timestamps
+    while decoding: a 30-frame 10 fps clip sampled at 1 fps yields 3 frames but decodes 30."""
+    from ovformer.data.video import VideoLimitError
+    path = _encode(tmp_path / "c.mp4", [_pattern(32, 48, i) for i in range(30)], rate=10)
+    assert len(list(open_video(path, fps=1, max_decoded=30))) == 3
+    with pytest.raises(VideoLimitError, match="more than 12 frames to decode"):
+        list(open_video(path, fps=1, max_decoded=12))
+    with pytest.raises(VideoLimitError, match="longer than 1.5 s"):
+        list(open_video(path, max_duration_s=1.5))
+    assert len(list(open_video(path, max_duration_s=2.9))) == 30  # last frame at 2.9 s
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(_pattern(16, 16, i)).save(folder / f"{i}.png")
+    with pytest.raises(VideoLimitError):
+        list(open_video(folder, fps=1, folder_fps=10, max_decoded=4))

@@ -16,14 +16,13 @@ import re
 import shutil
 import zipfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from ovformer.data.video import VideoDecodeError, open_video
+from ovformer.data.video import VideoDecodeError, VideoLimitError, open_video
 
 #: Most pixels of one frame or image (an 8K frame is 33 M); larger ones are refused unread.
 MAX_PIXELS = 40_000_000
@@ -128,13 +127,13 @@ def _probe_size(path: Path) -> tuple[int, int] | None:
 
 def decode_video(path: str | Path, out: Path, fps: float | None, limits: Limits,
                  progress: Progress | None = None) -> Decoded:
-    """Decode through :func:`ovformer.data.video.open_video` (rotation, variable frame rate),
-    keep frames by its frame-rate rule (the first frame at or after each tick of an ``fps``
-    clock; None = every frame), then store them as JPEG files, downscaled to ``limits.max_side``.
+    """Decode through :func:`ovformer.data.video.open_video` (rotation, variable frame rate,
+    its frame-rate rule: the first frame at or after each tick of an ``fps`` clock; None = every
+    frame), then store them as JPEG files, downscaled to ``limits.max_side``.
 
     Every decoded frame counts towards ``limits.decoded_cap`` and its timestamp towards the
-    duration limit, whatever the container's metadata says; frames past ``max_frames`` are
-    not decoded."""
+    duration limit (the library counts them while decoding, whatever the container's metadata
+    says); frames past ``max_frames`` are not decoded."""
     check_upload(path, limits)
     name = Path(path).name
     declared = _probe_size(Path(path))
@@ -142,7 +141,9 @@ def decode_video(path: str | Path, out: Path, fps: float | None, limits: Limits,
         raise MediaError(f"{name} has {declared[0]}x{declared[1]} frames; the limit is "
                          f"{limits.max_pixels / 1e6:.0f} megapixels per frame")
     try:
-        src = open_video(path)  # every frame: the frame-rate rule is applied below, counting all
+        # the library's frame-rate rule; its limits count every decoded frame and timestamp
+        src = open_video(path, fps=fps, max_frames=limits.max_frames, max_decoded=limits.decoded_cap,
+                         max_duration_s=limits.max_duration_s)
     except VideoDecodeError as e:
         raise MediaError(f"{name} is not a readable video ({e.problem})") from None
     if src.info.width * src.info.height > limits.max_pixels:
@@ -152,30 +153,23 @@ def decode_video(path: str | Path, out: Path, fps: float | None, limits: Limits,
     if duration and duration > limits.max_duration_s:
         raise MediaError(f"{name} lasts {duration:.0f} s; the limit is {limits.max_duration_s:.0f} s "
                          "(trim it, or start the app with --max-duration)")
-    target = Fraction(fps).limit_denominator(100_000) if fps else None
-    n, size, last_slot, note = 0, None, None, ""
+    n, size, note = 0, None, ""
     try:
         for frame in src:
-            if frame.source_index >= limits.decoded_cap:
-                raise MediaError(f"{name} has more than {limits.decoded_cap} frames to decode; the limit "
-                                 "follows --max-duration (trim the video)")
-            if frame.time_s > limits.max_duration_s:
-                raise MediaError(f"{name} lasts more than {limits.max_duration_s:.0f} s (counted while "
-                                 "decoding); the limit is --max-duration")
-            if target is not None:  # open_video's rule: the first frame at or after each tick
-                slot = math.floor(Fraction(frame.time_s).limit_denominator(10**6) * target)
-                if last_slot is not None and slot <= last_slot:
-                    continue
-                last_slot = slot
             img = _fit(Image.fromarray(frame.rgb), limits.max_side)
             size = img.size
             img.save(out / f"{n:05d}.jpg", quality=92)
             n += 1
             if progress and duration and n % 5 == 0:
                 progress(min(1.0, frame.time_s / duration))
-            if n >= limits.max_frames:
-                note = f"stopped at the --max-frames limit ({limits.max_frames} frames)"
-                break
+        if n >= limits.max_frames:
+            note = f"stopped at the --max-frames limit ({limits.max_frames} frames)"
+    except VideoLimitError as e:
+        if "frames to decode" in e.problem:
+            raise MediaError(f"{name} has more than {limits.decoded_cap} frames to decode; the limit "
+                             "follows --max-duration (trim the video)") from None
+        raise MediaError(f"{name} lasts more than {limits.max_duration_s:.0f} s (counted while "
+                         "decoding); the limit is --max-duration") from None
     except VideoDecodeError as e:
         if n == 0:
             raise MediaError(f"{name} could not be decoded ({e.problem})") from None

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = [
-    "VIDEO_EXTENSIONS", "FRAME_EXTENSIONS", "VideoDecodeError", "VideoInfo", "Frame",
+    "VIDEO_EXTENSIONS", "FRAME_EXTENSIONS", "VideoDecodeError", "VideoLimitError", "VideoInfo", "Frame",
     "VideoSource", "open_video", "iter_clips", "is_video_file", "list_frame_files",
 ]  # fmt: skip
 
@@ -57,6 +57,11 @@ class VideoDecodeError(Exception):
 
     def __reduce__(self):  # keep pickling (multiprocessing, app workers) working
         return (type(self), (self.path, self.problem))
+
+
+class VideoLimitError(VideoDecodeError):
+    """A video passed a limit given to `open_video` (`max_decoded`, `max_duration_s`), counted
+    while decoding: whatever the container's metadata claims, the work stops there."""
 
 
 @dataclass
@@ -107,12 +112,15 @@ class VideoSource:
         max_frames: int | None,
         frame_files: list[Path] | None = None,
         rot90: int = 0,
+        max_decoded: int | None = None,
+        max_duration_s: float | None = None,
     ) -> None:
         self.info = info
         self._fps = fps
         self._max_frames = max_frames
         self._frame_files = frame_files
         self._rot90 = rot90
+        self._max_decoded, self._max_duration_s = max_decoded, max_duration_s
 
     def __repr__(self) -> str:
         return f"VideoSource({self.info!r})"
@@ -125,6 +133,12 @@ class VideoSource:
         for src_idx, t, load_rgb in raw:
             t0 = t if t0 is None else t0
             rel = t - t0
+            # limits count every decoded frame, also those the fps rule then skips
+            if self._max_decoded is not None and src_idx >= self._max_decoded:
+                raise VideoLimitError(self.info.path, f"more than {self._max_decoded} frames to decode")
+            if self._max_duration_s is not None and float(rel) > self._max_duration_s:
+                raise VideoLimitError(self.info.path, f"longer than {self._max_duration_s:g} s "
+                                                      "(counted while decoding)")
             if self._fps is not None:
                 # Keep the first frame at or after each tick k / fps of the target clock.
                 # Picking by timestamp (not every n-th frame) is what makes VFR work;
@@ -169,6 +183,8 @@ def open_video(
     fps: float | None = None,
     max_frames: int | None = None,
     folder_fps: float = DEFAULT_FOLDER_FPS,
+    max_decoded: int | None = None,
+    max_duration_s: float | None = None,
 ) -> VideoSource:
     """Open a video file (mp4, mov, webm, avi, mkv, ...) or a folder of JPEG/PNG frames.
 
@@ -179,6 +195,9 @@ def open_video(
             after each tick of a `fps` clock), which also works for variable frame rate.
         max_frames: stop after this many output frames.
         folder_fps: nominal rate of a frame folder, used for `time_s` and `fps`.
+        max_decoded, max_duration_s: limits for untrusted input, counted while iterating over
+            every decoded frame (also those `fps` skips) and its timestamp; passing one raises
+            `VideoLimitError` (a server's guard against files whose metadata lies).
 
     Returns:
         A `VideoSource`; `.info` is filled now, frames are decoded when iterated.
@@ -197,8 +216,9 @@ def open_video(
     if not path.exists():
         raise FileNotFoundError(f"no such video file or frame folder: {path}")
     target = Fraction(fps).limit_denominator(100_000) if fps is not None else None
+    limits = {"max_decoded": max_decoded, "max_duration_s": max_duration_s}
     if path.is_dir():
-        return _open_folder(path, target, max_frames, folder_fps)
+        return _open_folder(path, target, max_frames, folder_fps, limits)
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes), zero frames")
 
@@ -226,7 +246,7 @@ def open_video(
     n = _expected_count(n_src, src_fps, target, max_frames)
     info = VideoInfo(path=path, width=w, height=h, num_frames=n, fps=src_fps,
                      rotation=(rot90 * -90) % 360, duration_s=duration)
-    return VideoSource(info, fps=target, max_frames=max_frames, rot90=rot90)
+    return VideoSource(info, fps=target, max_frames=max_frames, rot90=rot90, **limits)
 
 
 def iter_clips(source: Iterable[Frame], clip_length: int) -> Iterator[list[Frame]]:
@@ -352,7 +372,8 @@ def _load_image(path: Path, expect_hw: tuple[int, int] | None = None) -> np.ndar
 
 
 def _open_folder(
-    folder: Path, target: Fraction | None, max_frames: int | None, folder_fps: float
+    folder: Path, target: Fraction | None, max_frames: int | None, folder_fps: float,
+    limits: dict[str, float | int | None],
 ) -> VideoSource:
     if folder_fps <= 0:
         raise ValueError(f"folder_fps must be positive, got {folder_fps}")
@@ -363,4 +384,4 @@ def _open_folder(
     n = _expected_count(len(files), folder_fps, target, max_frames)
     info = VideoInfo(path=folder, width=w, height=h, num_frames=n, fps=float(folder_fps), rotation=0,
                      duration_s=len(files) / folder_fps)
-    return VideoSource(info, fps=target, max_frames=max_frames, frame_files=files)
+    return VideoSource(info, fps=target, max_frames=max_frames, frame_files=files, **limits)
