@@ -107,8 +107,8 @@ class OVFormerVideoPredictor:
         min_size, max_size, clip_length, top_k: the default :class:`PredictOptions`.
         device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16"; "auto":
             :func:`~.runtime.fastest_dtype`, fp16 on CUDA, bf16 on a CPU with bf16 units). CLIP
-            always runs in float32 (it is ~3% of the work, and its embeddings set the scores).
-            On CPU, glibc is told to keep freed memory (see :mod:`.runtime`).
+            runs in float32 on CPU (it is ~3% of the work, and its embeddings set the scores),
+            under fp16 autocast on CUDA unless dtype is "fp32". On CPU, glibc is told to keep freed memory (see :mod:`.runtime`).
         weights_label: what the app's banner and the outputs say about the weights.
         untrained: the weights are random; every output says so.
         num_alternatives: alternatives kept per track.
@@ -235,8 +235,13 @@ class OVFormerVideoPredictor:
 
     @torch.inference_mode()
     def encode_clip(self, rgb: Sequence[np.ndarray]) -> torch.Tensor:
-        """(T, D) float32 CLIP image embeddings of whole frames."""
-        return self.clip.encode_frames(np.stack(rgb)).float().to(self.device)
+        """(T, D) float32 CLIP image embeddings of whole frames. On CUDA with a reduced model
+        dtype the tower runs under fp16 autocast (as the official evaluation); with "fp32", and
+        on CPU, in float32."""
+        ctx = torch.autocast("cuda", dtype=torch.float16) if (
+            self.device.type == "cuda" and self.dtype != "fp32") else contextlib.nullcontext()
+        with ctx:
+            return self.clip.encode_frames(np.stack(rgb)).float().to(self.device)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, clip_embeds: torch.Tensor,

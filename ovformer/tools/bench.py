@@ -90,15 +90,24 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> float:
-    """Best rate of an (n x n) @ (n x n) matmul in ``dtype``, GFLOP/s."""
+def _sync(device: torch.device | str = "cpu") -> None:
+    """Wait for queued GPU work, so that wall-clock timings cover it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 3,
+                  device: str | torch.device = "cpu") -> float:
+    """Best rate of an (n x n) @ (n x n) matmul in ``dtype`` on ``device``, GFLOP/s."""
     g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=g).to(dtype) for _ in range(2))
+    a, b = (torch.randn(n, n, generator=g).to(device=device, dtype=dtype) for _ in range(2))
     a @ b  # first call pays for workspace and kernel selection
     best = math.inf
     for _ in range(repeats):
+        _sync(device)
         t = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
 
@@ -115,16 +124,17 @@ def synthetic_frames(n: int, h: int, w: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def build_predictor(preset: str, clip_spec: str, dtype: str, size: tuple[int, int]):
+def build_predictor(preset: str, clip_spec: str, dtype: str, size: tuple[int, int],
+                    device: str = "cpu"):
     """An untrained predictor whose resize is the identity at ``size``, and (K, D) class
     embeddings of the preset's size (random unit rows: encoding 1196 names would dominate)."""
     from ..clip import load_clip
     from ..inference.predictor import OVFormerVideoPredictor
-    clip = load_clip(clip_spec)
+    clip = load_clip(clip_spec, device)
     clip.model.requires_grad_(False)
     pred = OVFormerVideoPredictor.from_pretrained(None, preset=preset, untrained=True, clip=clip,
                                                   dtype=dtype, min_size=min(size),
-                                                  max_size=max(size))
+                                                  max_size=max(size), device=device)
     pred.model.requires_grad_(False)  # FlopCounterMode's module tracker needs this
     k = pred.model.config.num_classes
     g = torch.Generator().manual_seed(0)
@@ -139,9 +149,12 @@ def _one_pass(pred, text: torch.Tensor, clips: list[list[np.ndarray]], count: bo
     secs = {"prepare": 0.0, "clip": 0.0, "model": 0.0}
     flops = {"clip": 0, "model": 0, **{p: 0 for p in PARTS}}
     outputs = []
+    dev = pred.device
     for rgb in clips:
+        _sync(dev)
         t0 = time.perf_counter()
         x, _ = pred.prepare(rgb, options)
+        _sync(dev)
         t1 = time.perf_counter()
         if count:
             with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as fc:
@@ -149,6 +162,7 @@ def _one_pass(pred, text: torch.Tensor, clips: list[list[np.ndarray]], count: bo
             flops["clip"] += fc.get_total_flops()
         else:
             emb = pred.encode_clip(rgb)
+        _sync(dev)
         t2 = time.perf_counter()
         if count:
             with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as fc:
@@ -160,6 +174,7 @@ def _one_pass(pred, text: torch.Tensor, clips: list[list[np.ndarray]], count: bo
         else:
             out = pred.forward(x, emb, text)
         result = ClipResult.from_output(out)  # the predictor's float32 copy, timed
+        _sync(dev)
         t3 = time.perf_counter()
         if keep:
             outputs.append(result)
@@ -231,14 +246,15 @@ def end_to_end(pred, text: torch.Tensor, video: str, frames: int, min_size: int,
 
 def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (360, 640),
         dtype: str = "fp32", clip_spec: str | None = None, repeats: int = 3,
-        threads: int | None = None, seed: int = 0, video_file: str | None = None
-        ) -> dict[str, Any]:
+        threads: int | None = None, seed: int = 0, video_file: str | None = None,
+        device: str = "cpu") -> dict[str, Any]:
     """Benchmark and return the JSON-able result (see the module docstring)."""
     if threads:
         torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
     clip_spec = clip_spec or ("tiny-random" if preset == "tiny" else "random")
-    pred, text = build_predictor(preset, clip_spec, dtype, size)
+    pred, text = build_predictor(preset, clip_spec, dtype, size, device)
+    cuda = pred.device.type == "cuda"
     length = pred.defaults.clip_length if pred.defaults.clip_length > 0 else frames
     video = synthetic_frames(frames, *size, seed=seed)
     clips = [video[i:i + length] for i in range(0, frames, length)]
@@ -247,8 +263,10 @@ def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (36
         torch.float32
     rate, best, best_total = 0.0, None, math.inf
     _reset_peak_rss()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(pred.device)
     for _ in range(max(1, repeats)):
-        rate = max(rate, matmul_gflops(mm_dtype))
+        rate = max(rate, matmul_gflops(mm_dtype, device=pred.device))
         res = _one_pass(pred, text, clips, keep=dtype != "fp32")
         total = sum(res["secs"].values())
         if total < best_total:
@@ -269,8 +287,13 @@ def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (36
         "floor_ratio": s["total"] / (gflop["total"] / rate),
         "floor_ratio_parts": {k: s[k] / (gflop[k] / rate) for k in ("model", "clip")},
         "peak_rss_gb": peak,
+        "device": str(pred.device),
+        "fps": 1.0 / s["total"],
         "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
+    if cuda:
+        out["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(pred.device) / 1e9
+        out["gpu"] = torch.cuda.get_device_name(pred.device)
     if dtype != "fp32":
         out["mask_agreement_vs_fp32"] = mask_agreement(pred, text, clips, best["outputs"])
     if video_file:
@@ -298,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clip", default=None,
                    help="CLIP spec (default: random full-size ViT-B/32; tiny-random for tiny)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes; the fastest is kept")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (FPS and peak GPU memory)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--video", default=default_video(),
                    help="a real video for the end-to-end figure (default: bikes.mp4 of "
@@ -312,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(str(err))
     video = None if args.video in (None, "none") else args.video
     res = run(args.preset, args.frames, args.size, args.dtype, args.clip, args.repeats,
-              args.threads, video_file=video)
+              args.threads, video_file=video, device=args.device)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
@@ -322,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k in ("model", "clip", "total"):
         print(f"  {k:<6} {s[k]:8.3f} s/frame  {g[k]:8.2f} GFLOP/frame")
     print(f"  matmul {res['machine_gflops']:.1f} GFLOP/s; floor ratio {res['floor_ratio']:.2f}; "
-          f"peak RSS {res['peak_rss_gb']:.2f} GB")
+          f"peak RSS {res['peak_rss_gb']:.2f} GB; {res['fps']:.2f} frames/s on {res['device']}")
+    if "peak_gpu_memory_gb" in res:
+        print(f"  {res['gpu']}: peak GPU memory {res['peak_gpu_memory_gb']:.2f} GB")
     if "mask_agreement_vs_fp32" in res:
         print(f"  masks agree with fp32 on {res['mask_agreement_vs_fp32']:.4%} of pixels")
     if "end_to_end" in res:
