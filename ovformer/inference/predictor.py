@@ -20,6 +20,7 @@ from ..modeling import ClipOutput, OVFormer
 from ..ytvis.rle import encode_mask
 from .postprocess import resize_mask_logits, select_topk, video_scores
 from .runtime import fastest_dtype, keep_freed_memory
+from .queries import QueryBankWriter
 from .tracker import ClipResult, VideoState
 from .types import ClipProgress, PredictOptions, Track, VideoPrediction, VideoPredictor
 
@@ -286,7 +287,8 @@ class OVFormerVideoPredictor:
         total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
         start = time.monotonic()
         size = out_size = None
-        with VideoState(opts.spill_dir) as state:
+        keep = QueryBankWriter(opts.keep_queries_dir) if opts.keep_queries_dir else None
+        with VideoState(opts.spill_dir, keep=keep) as state:
             for index, (rgb, x, size) in enumerate(self._prepared(source, opts.clip_length,
                                                                   opts)):
                 out_size = rgb[0].shape[:2]
@@ -301,7 +303,12 @@ class OVFormerVideoPredictor:
                                          done - len(rgb), preview))
             if out_size is None:
                 raise ValueError("the video has no frames")
-            return self._finish(state, size, out_size, text, opts.top_k)
+            result = self._finish(state, size, out_size, text, opts.top_k)
+            if keep is not None:  # every query, for click-to-add (see .queries)
+                keep.finish(video_scores(*state.video_logits()), self._padded(size), size,
+                            out_size, text.vocabulary.names, text.vocabulary.ids)
+                result.queries_dir = str(keep.path)
+            return result
 
     def _prepared(self, source: Iterable[Any], length: int, opts: PredictOptions
                   ) -> Iterator[tuple[list[np.ndarray], torch.Tensor, tuple[int, int]]]:

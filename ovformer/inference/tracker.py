@@ -9,13 +9,16 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
 from .association import associate
 from .postprocess import resize_mask_logits
+
+if TYPE_CHECKING:
+    from .queries import QueryBankWriter
 
 
 @dataclass
@@ -47,9 +50,13 @@ class VideoState:
         spill_dir: where clip masks are written; a private temporary folder when None.
         dtype: numpy dtype of the spilled logits (float32 keeps results identical to holding the
             whole video in memory; float16 halves the disk use).
+        keep: a :class:`~.queries.QueryBankWriter` that also keeps every aligned clip's masks
+            compactly (see :attr:`PredictOptions.keep_queries_dir`), or None.
     """
 
-    def __init__(self, spill_dir: str | Path | None = None, dtype: type = np.float32) -> None:
+    def __init__(self, spill_dir: str | Path | None = None, dtype: type = np.float32,
+                 keep: "QueryBankWriter | None" = None) -> None:
+        self.keep = keep
         self._tmp = None if spill_dir else tempfile.TemporaryDirectory(prefix="ovformer-clips-")
         self.spill_dir = Path(spill_dir or self._tmp.name)
         self.spill_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +82,8 @@ class VideoState:
         self.last_embds = clip.embds
         np.save(self.spill_dir / f"clip_{self.num_clips:06d}.npy",
                 clip.masks.cpu().numpy().astype(self.dtype, copy=False))
+        if self.keep is not None:
+            self.keep.add_clip(clip.masks)
         self.num_clips += 1
         self.clip_lengths.append(clip.masks.shape[1])
         return clip

@@ -16,6 +16,7 @@ import numpy as np
 if TYPE_CHECKING:  # only for annotations: keeps this module free of torch at import time
     from ..text_embeddings import TextEmbeddings
     from ..vocab import Vocabulary
+    from .queries import Candidate, QueryBank
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class PredictOptions:
         top_k: (query, class) pairs kept per video (50 released for video models).
         preview_k: queries in each clip's provisional preview (0: progress only).
         spill_dir: where per-clip mask logits go (a private temporary folder by default).
+        keep_queries_dir: keep every query of the video in this folder (a
+            :class:`~.queries.QueryBank`: int8 low-res mask logits per clip and the video-level
+            class scores), so :meth:`VideoPrediction.candidates` can turn any query into a track
+            later without the model. None (default): nothing is kept.
     """
     min_size: int | None = None
     max_size: int | None = None
@@ -37,6 +42,7 @@ class PredictOptions:
     top_k: int | None = None
     preview_k: int | None = None
     spill_dir: str | Path | None = None
+    keep_queries_dir: str | Path | None = None
 
     def over(self, defaults: "PredictOptions") -> "PredictOptions":
         """These options with every None taken from ``defaults``."""
@@ -75,7 +81,9 @@ class ClipProgress:
 class VideoPrediction:
     """Everything predicted for one video. ``pairs`` are (query, class) pairs, best first, as
     dicts ``{query, label, category_id, score}``; their masks are the query's track masks.
-    ``text_summary`` says where each class's text embedding came from."""
+    ``text_summary`` says where each class's text embedding came from. ``queries_dir`` is the
+    :class:`~.queries.QueryBank` of every query when the call kept one
+    (:attr:`PredictOptions.keep_queries_dir`)."""
     vocabulary: list[str]
     category_ids: list[int]
     height: int
@@ -86,6 +94,36 @@ class VideoPrediction:
     pairs: list[dict[str, Any]]
     tracks: list[Track]
     text_summary: str = ""
+    queries_dir: str | None = None
+
+    def query_bank(self) -> "QueryBank":
+        """The bank of every query of this video (opened once, read lazily)."""
+        if not self.queries_dir:
+            raise RuntimeError("no query bank: predict with PredictOptions(keep_queries_dir=...)")
+        bank = self.__dict__.get("_bank")
+        if bank is None:
+            from .queries import QueryBank
+            bank = self.__dict__["_bank"] = QueryBank(self.queries_dir)
+        return bank
+
+    def candidates(self, frame: int, points: Iterable[tuple[float, float, bool]],
+                   **kwargs: Any) -> "list[Candidate]":
+        """Queries whose mask fits clicks on ``frame``, best first (the model does not run).
+
+        ``points``: (x, y, positive) in original-frame pixels. Each :class:`~.queries.Candidate`
+        has ``query``, ``score``, ``classes`` (top-5 (label, score) over the vocabulary) and
+        ``segmentations()`` (its full-resolution track, RLE per frame, computed on demand).
+        Keyword arguments go to :meth:`~.queries.QueryBank.candidates` (``limit``, ``exclude``,
+        ``min_score``, ``class_weight``).
+        """
+        return self.query_bank().candidates(frame, points, **kwargs)
+
+    def fix_candidates(self, query: int, frame: int,
+                       points: Iterable[tuple[float, float, bool]], *, until: str = "clip",
+                       **kwargs: Any) -> "list[Candidate]":
+        """Masks from other queries that could replace track ``query`` on ``frame`` through
+        the end of its clip (``until="clip"``) or of the video (``"video"``)."""
+        return self.query_bank().fix_candidates(query, frame, points, until=until, **kwargs)
 
     def results(self, video_id: int) -> list[dict[str, Any]]:
         """YouTube-VIS results-layout entries for this video."""
