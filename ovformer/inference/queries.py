@@ -199,12 +199,28 @@ class QueryBank:
                                                   self.output_size)[:, 0].numpy()
         return out
 
-    def iter_masks(self, queries: Sequence[int], start: int = 0, end: int | None = None
-                   ) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_masks(self, queries: Sequence[int], start: int = 0, end: int | None = None,
+                   chunk: int = 16) -> Iterator[tuple[int, np.ndarray]]:
         """``(frame, (N, H, W) bool)`` for frames start..end-1."""
         end = self.num_frames if end is None else min(end, self.num_frames)
-        for f in range(max(0, start), end):
-            yield f, self.frame_masks(f, queries)
+        start = max(0, start)
+        if start >= end:
+            return
+        idx = np.asarray(queries, dtype=np.int64)
+        c = self.locate(start)[0]
+        while c < len(self.clip_lengths) and self.clip_starts[c] < end:
+            c0 = int(self.clip_starts[c])
+            t0, t1 = max(start, c0) - c0, min(end, int(self.clip_starts[c + 1])) - c0
+            # one resize call per clip and query chunk: (N, t, h, w) at once
+            x = np.asarray(self._clip(c)[idx, t0:t1], dtype=np.float32) / self.scale
+            out = np.empty((len(idx), t1 - t0, *self.output_size), dtype=bool)
+            for s in range(0, len(idx), chunk):
+                out[s:s + chunk] = resize_mask_logits(torch.from_numpy(x[s:s + chunk]),
+                                                      self.padded_size, self.image_size,
+                                                      self.output_size).numpy()
+            for t in range(t1 - t0):
+                yield c0 + t0 + t, out[:, t]
+            c += 1
 
     def top_classes(self, query: int, k: int = 5) -> list[tuple[int, float]]:
         s = self.scores[query]
