@@ -71,9 +71,9 @@ def weights_box(s: Studio, demo: gr.Blocks) -> gr.Markdown:
     missing = hub.missing_files()
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(choices=[(c.label, c.key) for c in hub.choices()], value=hub.current_key(),
-                             label="Model", elem_id="model_picker", scale=4, interactive=True,
-                             info="released models and fine-tuned runs; each says whether its files are here")
-        download = gr.Button("Download", elem_id="download_btn", variant="primary", scale=1,
+                             label="Model (released models and fine-tuned runs)", show_label=False, container=False,
+                             elem_id="model_picker", scale=4, interactive=True)
+        download = gr.Button("Download", elem_id="download_btn", variant="primary", scale=1, size="md",
                              visible=bool(missing) and all(f.downloadable for f in missing))
     bar = gr.HTML("", elem_id="download_progress")
     timer = gr.Timer(0.5, active=False)
