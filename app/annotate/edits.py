@@ -270,6 +270,41 @@ class Editor:
         self._op(video_id, "new track", [], change)
         return new[0]
 
+    def add_track_masks(self, video_id: int, label: str, masks: dict[int, str], score: float = 1.0,
+                        alternatives: list[tuple[str, float]] | None = None, source: str = "query",
+                        kind: str = "add from click") -> int:
+        """A new track with masks on many frames (``{frame: counts}``), as one undoable step."""
+        label = check_label(str(label or ""))
+        total = self.store.video(video_id).num_frames
+        masks = {int(f): m for f, m in masks.items() if m and 0 <= int(f) < total}
+        if not masks:
+            raise EditError("the candidate has no mask on this video's frames")
+        new: list[int] = []
+
+        def change(c: sqlite3.Connection) -> Scope:
+            cur = c.execute("INSERT INTO tracks(video_id, label, score, alternatives, source) VALUES (?,?,?,?,?)",
+                            (video_id, label, float(score), json.dumps(alternatives or []), source))
+            new.append(int(cur.lastrowid))
+            for f, rle in masks.items():
+                _put_mask(c, video_id, new[0], f, rle)
+            return [(new[0], None)]
+        self._op(video_id, kind, [], change)
+        return new[0]
+
+    def replace_masks(self, track_id: int, masks: dict[int, str | None], kind: str = "fix from click") -> int:
+        """Set the track's masks on the given frames (None removes one), as one undoable step;
+        returns how many frames changed."""
+        vid = self._video_of(track_id)
+        total = self.store.video(vid).num_frames
+        masks = {int(f): m for f, m in masks.items() if 0 <= int(f) < total}
+
+        def change(c: sqlite3.Connection) -> None:
+            self._track(c, track_id)
+            for f, rle in masks.items():
+                _put_mask(c, vid, track_id, f, rle)
+        self._op(vid, kind, [(track_id, list(masks))], change)
+        return len(masks)
+
     def copy_forward(self, track_id: int, frame: int, n: int) -> int:
         """Copy the mask on ``frame`` to the next ``n`` frames; returns how many were written."""
         vid = self._video_of(track_id)

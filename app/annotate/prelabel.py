@@ -156,6 +156,7 @@ class JobRunner:
         t0 = time.time()
         indices: list[int] = []  # stored frame of each frame the model saw
         spill = self.spill_root / f"{os.getpid()}-{v.id}-{time.time_ns()}"
+        bank_new = query_bank_dir(self.store, v.id).with_name(f"{v.id}.new-{os.getpid()}-{time.time_ns()}")
         try:
             job.message = "waiting for the model" if self.hub.lock.locked() else "loading the model"
             with self.hub.lock:
@@ -166,7 +167,7 @@ class JobRunner:
                 job.state, job.message = "running", f"segmenting (classes: {text.summary()})"
                 options = PredictOptions(min_size=settings.min_size, clip_length=settings.clip_length,
                                          top_k=max(10, 3 * settings.max_tracks), preview_k=settings.max_tracks,
-                                         spill_dir=spill)
+                                         spill_dir=spill, keep_queries_dir=bank_new)
                 t0 = time.time()
 
                 def frames() -> Iterator[np.ndarray]:
@@ -192,6 +193,9 @@ class JobRunner:
                 label = result.weights_label or self.hub.label()
             tracks = convert(result, names, settings, indices, v.num_frames)
             job.track_ids = self.editor.replace_tracks(v.id, tracks, kind="prelabel")
+            if getattr(result, "queries_dir", None):  # every query, for click-to-add (.clicks)
+                keep_query_bank(self.store, v.id, bank_new, indices,
+                                {tid: t["query"] for tid, t in zip(job.track_ids, tracks)})
             if result.untrained and "untrained" not in label.lower():
                 label += " [UNTRAINED]"
             self.store.set_weights_label(v.id, label)
@@ -212,7 +216,29 @@ class JobRunner:
                 job.state, job.message = "error", f"Pre-labelling failed: {type(e).__name__}: {e}"
         finally:
             shutil.rmtree(spill, ignore_errors=True)
+            shutil.rmtree(bank_new, ignore_errors=True)
             sweep_spills(self.spill_root)
+
+
+def query_bank_dir(store: Store, video_id: int) -> Path:
+    """Where pre-labelling keeps every query of a video (:mod:`ovformer.inference.queries`)."""
+    return store.home / "queries" / str(int(video_id))
+
+
+def keep_query_bank(store: Store, video_id: int, bank: Path, indices: list[int],
+                    track_queries: dict[int, int]) -> None:
+    """Move a finished bank into place (replacing the video's old one), with the stored frame of
+    each model frame and the query of each pre-label track (``links.json``)."""
+    import json
+
+    (bank / "links.json").write_text(json.dumps({"indices": [int(i) for i in indices],
+                                                 "tracks": {str(k): int(q) for k, q in track_queries.items()}}))
+    dest = query_bank_dir(store, video_id)
+    old = dest.with_name(f"{video_id}.old-{time.time_ns()}")
+    if dest.exists():
+        dest.rename(old)
+    bank.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _name(names: list[str], i: int) -> str:
@@ -240,5 +266,5 @@ def convert(result: VideoPrediction, names: list[str], settings: PrelabelSetting
             continue
         alts = [(_name(names, int(lb)), float(s)) for lb, s in t.alternatives if int(lb) != int(t.label)][:3]
         out.append({"label": _name(names, int(t.label)), "score": float(t.score), "alternatives": alts,
-                    "source": "model", "masks": ms})
+                    "source": "model", "masks": ms, "query": int(t.query)})
     return out

@@ -31,13 +31,20 @@ class Session:
     track: int | None = None
     hidden: frozenset[int] = frozenset()
     user: str = ""
+    # Add / fix by clicking (:mod:`app.annotate.clicks`): (x, y, positive) clicks on
+    # ``click_frame``, the candidate shown, the track being fixed (None: adding)
+    clicks: tuple[tuple[float, float, bool], ...] = ()
+    click_frame: int = 0
+    pick: int = 0
+    fixing: int | None = None
 
     def replace(self, **changes: Any) -> Session:
         return dataclasses.replace(self, **changes)
 
     def with_video(self, video: int | None) -> Session:
         """The same project with ``video`` open at frame 0, nothing selected or hidden."""
-        return self.replace(video=video, frame=0, track=None, hidden=frozenset())
+        return self.replace(video=video, frame=0, track=None, hidden=frozenset(), clicks=(), pick=0,
+                            fixing=None)
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,7 @@ class Store:
         """Delete a removed video's frame folder (its rows are gone already)."""
         import shutil
         shutil.rmtree(self.frames_dir(video_id), ignore_errors=True)
+        shutil.rmtree(self.home / "queries" / str(int(video_id)), ignore_errors=True)  # click-to-add bank
 
     def vocabulary(self, project_id: int) -> list[str]:
         rows = self.q("SELECT vocabulary FROM projects WHERE id=?", (project_id,))
