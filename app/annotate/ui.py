@@ -21,6 +21,7 @@ from ..wiring import Wiring, user_of
 from . import views
 from .media import VIDEO_EXT
 from .prelabel import PrelabelSettings
+from .clicks import ClickService
 from .review import EDITS, ReviewService
 from .service import PRESETS, SAMPLE_VOCAB, AnnotateService
 from .session import PANEL, Choices, Screen, Session, bad
@@ -138,6 +139,19 @@ def layout(svc: AnnotateService) -> Components:
                                                        elem_id="save_mask_btn")
                         c["new_track_btn"] = gr.Button("Save as new track (class from the Correct tab)",
                                                        elem_id="new_track_btn")
+                with gr.Tab("Add by clicking", elem_id="tab_add"):
+                    gr.Markdown("Click an object on the frame: the model's best unused query for it is drawn "
+                                "in magenta over the whole video, with its classes. **n** next candidate, "
+                                "**Enter** accept (one Undo reverts it), **Esc** cancel, **a** opens this tab.",
+                                elem_id="add_help")
+                    with gr.Row():
+                        c["click_neg"] = gr.Checkbox(False, label="Next click excludes (negative)",
+                                                     elem_id="click_neg")
+                        c["add_next_btn"] = gr.Button("Next candidate (n)", elem_id="add_next_btn")
+                        c["add_accept_btn"] = gr.Button("Accept (Enter)", variant="primary", elem_id="add_accept_btn")
+                        c["add_cancel_btn"] = gr.Button("Cancel (Esc)", elem_id="add_cancel_btn")
+                    c["fix_btn"] = gr.Button("Fix the selected track by clicking (from this frame to the end of "
+                                             "its clip)", elem_id="fix_btn")
                 with gr.Tab("Play", elem_id="tab_play"):
                     c["play_btn"] = gr.Button("Render and play with masks", elem_id="play_btn")
                     c["player"] = gr.Video(label="Overlay video (also under Export → Overlay video)",
@@ -160,6 +174,25 @@ CONVERT: dict[str, Callable[[Any], Any]] = {
     "canvas": lambda size: gr.ImageEditor(canvas_size=size, value=None),
     "exports": _dropdown,
 }
+
+
+#: a n Enter Esc for the Add mode; keys typed into a text field stay there
+KEYS_JS = """() => {
+  if (window.__ovfKeys) return; window.__ovfKeys = true;
+  const press = (id) => { const b = document.querySelector('#' + id); if (b) b.click(); };
+  document.addEventListener('keydown', (e) => {
+    const t = e.target; const tag = (t && t.tagName || '').toLowerCase();
+    if (tag === 'input' || tag === 'textarea' || tag === 'select' || (t && t.isContentEditable)) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    // a focused button keeps Enter/Space, except the frame itself (clicking it focuses it)
+    if (tag === 'button' && (e.key === 'Enter' || e.key === ' ') && !t.closest('#frame_img')) return;
+    if (e.key === 'a') { const tab = [...document.querySelectorAll('button[role=tab]')]
+        .find(b => b.textContent.includes('Add by clicking')); if (tab) tab.click(); }
+    else if (e.key === 'n') press('add_next_btn');
+    else if (e.key === 'Enter') { press('add_accept_btn'); e.preventDefault(); }
+    else if (e.key === 'Escape') press('add_cancel_btn');
+  });
+}"""
 
 
 PUBLISHED = "ovformer-out"
@@ -333,5 +366,17 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
     w.on(c["exports_refresh_btn"].click, bound(list_exports, listed), [st], listed, api_name="list_exports")
     w.on(c["delete_export_btn"].click, bound(svc.delete_export, outs("status")), [st, c["exports"], c["confirm"]],
          outs("status"), api_name="delete_export").then(bound(list_exports, listed), [st], listed)
+    # click to add / fix from the model's kept queries (app.annotate.clicks)
+    clicks = ClickService(svc.store, svc.editor, review)
+
+    def on_click(request: gr.Request, s, negative, evt: gr.SelectData):
+        x, y = (evt.index or (None, None))[:2] if isinstance(evt.index, (list, tuple)) else (None, None)
+        return render(clicks.click(svc.enter(s, user_of(request)), x, y, not negative), c, panel)
+    c["frame_img"].select(on_click, [st, c["click_neg"]], panel, **quick)
+    w.on(c["add_next_btn"].click, bound(clicks.next, panel), [st], panel, api_name="add_next", **quick)
+    w.on(c["add_accept_btn"].click, bound(clicks.accept, panel), [st], panel, api_name="add_accept")
+    w.on(c["add_cancel_btn"].click, bound(clicks.cancel, panel), [st], panel, api_name="add_cancel", **quick)
+    w.on(c["fix_btn"].click, bound(clicks.start_fix, panel), [st, c["track_dd"]], panel, api_name="fix_track")
+    demo.load(None, None, None, js=KEYS_JS)
     # a fresh page shows the projects that exist now and reopens the latest one
     demo.load(bound(svc.on_load, opened), [st], opened, api_visibility="private")
