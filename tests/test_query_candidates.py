@@ -77,13 +77,13 @@ def _class_logits() -> tuple[torch.Tensor, torch.Tensor]:
     return cls, obj
 
 
-def _build_bank(path, dtype="int8", shuffle=True) -> tuple[QueryBank, torch.Tensor]:
+def _build_bank(path, dtype="int8", shuffle=True, compress=True) -> tuple[QueryBank, torch.Tensor]:
     """Clips whose query order is shuffled per clip (association puts it back); returns the
     bank and the video-level scores."""
     gen = torch.Generator().manual_seed(0)
     embds = torch.randn(Q, 16, generator=gen)
     cls, obj = _class_logits()
-    writer = QueryBankWriter(path, dtype=dtype)
+    writer = QueryBankWriter(path, dtype=dtype, compress=compress)
     with VideoState(keep=writer) as state:
         for start in range(0, T, CLIP):
             frames = range(start, min(start + CLIP, T))
@@ -163,8 +163,15 @@ def test_float16_bank_and_quantisation_agree(tmp_path):
         m8, m16 = b8.frame_masks(f, range(Q)), b16.frame_masks(f, range(Q))
         assert (m8 == m16).mean() > 0.999
     assert b8.disk_bytes() < b16.disk_bytes()
-    per_frame = sum(p.stat().st_size for p in (tmp_path / "i8").glob("clip_*.npy")) / T
+    per_frame = sum(p.stat().st_size for p in (tmp_path / "i8").glob("clip_*.npz")) / T
+    assert per_frame < Q * LOW[0] * LOW[1] / 10  # saturated background compresses well
+    raw = _build_bank(tmp_path / "raw", shuffle=False, compress=False)[0]
+    assert not list((tmp_path / "raw").glob("*.npz"))
+    per_frame = sum(p.stat().st_size for p in (tmp_path / "raw").glob("clip_*.npy")) / T
     assert per_frame < Q * LOW[0] * LOW[1] * 1.01 + 200  # int8: one byte per low-res pixel
+    assert (raw.frame_masks(5, range(Q)) == b8.frame_masks(5, range(Q))).all()
+    assert [c.query for c in raw.candidates(4, [(150, 60, True)])] == \
+        [c.query for c in b8.candidates(4, [(150, 60, True)])]
 
 
 def test_bad_clicks_are_errors(tmp_path):

@@ -12,10 +12,12 @@ Layout of a bank folder::
 
     meta.json           sizes, clip lengths, storage dtype and scale, vocabulary
     scores.npy          (Q, K) float32 video-level scores (``video_scores``)
-    clip_000000.npy     (Q, t, Hp/4, Wp/4) int8 (logit * scale, clipped) or float16 logits
+    clip_000000.npz     (Q, t, Hp/4, Wp/4) int8 (logit * scale, clipped) or float16 logits,
+                        zlib-compressed (default; ``.npy``, memory-mapped, with compress=False)
 
-Clip files are plain ``.npy`` and memory-mapped: :meth:`QueryBank.candidates` reads one frame of
-one clip (``Q * Hp/4 * Wp/4`` bytes), so a click costs the same on a 10-frame and a 10-hour video.
+:meth:`QueryBank.candidates` reads only the clicked frame's clip (decompressed once and cached:
+``Q * t * Hp/4 * Wp/4`` bytes; uncompressed banks read one frame of it through a memory map), so
+a click costs the same on a 10-frame and a 10-hour video.
 
 int8 quantisation: ``q = clip(round(logit * scale), -127, 127)`` with ``scale = 127 / 16``
 (logits beyond +-16 saturate; sigmoid(16) = 1 - 1e-7). The sign, hence the mask, is exact except
@@ -57,14 +59,14 @@ class QueryBankWriter:
         dtype: "int8" (default, 1 byte per low-res pixel) or "float16".
     """
 
-    def __init__(self, path: str | Path, dtype: str = "int8") -> None:
+    def __init__(self, path: str | Path, dtype: str = "int8", compress: bool = True) -> None:
         if dtype not in ("int8", "float16"):
             raise ValueError(f"dtype must be int8 or float16, got {dtype!r}")
         self.path = Path(path)
-        if (self.path / _META).exists() or any(self.path.glob("clip_*.npy")):
+        if (self.path / _META).exists() or any(self.path.glob("clip_*.np*")):
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.dtype = dtype
+        self.dtype, self.compress = dtype, bool(compress)
         self.clip_lengths: list[int] = []
 
     def add_clip(self, masks: torch.Tensor | np.ndarray) -> None:
@@ -75,7 +77,12 @@ class QueryBankWriter:
             arr = np.clip(np.rint(x * INT8_SCALE), -127, 127).astype(np.int8)
         else:
             arr = x.astype(np.float16)
-        np.save(self.path / _clip_name(len(self.clip_lengths)), arr)
+        name = self.path / _clip_name(len(self.clip_lengths))
+        if self.compress:  # zlib: background logits saturate at -127 and compress well
+            with open(name.with_suffix(".npz"), "wb") as fh:
+                np.savez_compressed(fh, masks=arr)
+        else:
+            np.save(name, arr)
         self.clip_lengths.append(int(arr.shape[1]))
 
     def finish(self, scores: torch.Tensor | np.ndarray, padded_size: tuple[int, int],
@@ -89,7 +96,7 @@ class QueryBankWriter:
                 else 1.0, "clip_lengths": self.clip_lengths,
                 "padded_size": list(padded_size), "image_size": list(image_size),
                 "output_size": list(output_size), "num_queries": int(s.shape[0]),
-                "vocabulary": list(vocabulary), "category_ids": [int(c) for c in category_ids]}
+                "compressed": self.compress, "vocabulary": list(vocabulary), "category_ids": [int(c) for c in category_ids]}
         tmp = self.path / (_META + ".tmp")
         tmp.write_text(json.dumps(meta))
         tmp.replace(self.path / _META)  # the bank exists once meta.json does
@@ -152,6 +159,7 @@ class QueryBank:
         self.scores = np.load(self.path / _SCORES)  # (Q, K) float32, small
         self.num_queries = int(self.scores.shape[0])
         self.clip_starts = np.concatenate([[0], np.cumsum(self.clip_lengths)]).astype(int)
+        self.compressed = bool(meta.get("compressed", False))
         self._maps: dict[int, np.ndarray] = {}
 
     @classmethod
@@ -176,8 +184,13 @@ class QueryBank:
     def _clip(self, c: int) -> np.ndarray:
         m = self._maps.get(c)
         if m is None:
-            m = np.load(self.path / _clip_name(c), mmap_mode="r")
-            if len(self._maps) > 8:  # bounded: long videos do not keep every map open
+            if self.compressed:  # the whole clip, decompressed once (Q * t * h * w bytes)
+                with np.load((self.path / _clip_name(c)).with_suffix(".npz")) as z:
+                    m = z["masks"]
+            else:
+                m = np.load(self.path / _clip_name(c), mmap_mode="r")
+            if len(self._maps) >= (2 if self.compressed else 8):  # bounded memory
+                self._maps.clear()
                 self._maps.clear()
             self._maps[c] = m
         return m
