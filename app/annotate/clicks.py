@@ -73,7 +73,7 @@ class ClickService:
             raise EditError("add or open a video first")
         pts = _points(points if points is not None else s.clicks, self.store.video(s.video))
         bank, indices, tracks = self.bank(s.video)
-        k = self.model_frame(indices, s.frame)
+        k = self.model_frame(indices, s.click_frame if s.clicks and points is None else s.frame)
         if s.fixing is not None:
             q = tracks.get(int(s.fixing))
             if q is None:
@@ -144,7 +144,9 @@ class ClickService:
         c = cands[s.pick]
         screen = self.review.panel(s, status or ok(self._describe(s, c, len(cands))))
         img = np.asarray(screen.frame_img).astype(np.float32)
-        m = c.frame_mask(self.model_frame(self.bank(s.video)[1], s.frame))
+        m = c.frame_mask(self.model_frame(self.bank(s.video)[1], s.frame)) \
+            if c.frames[0] <= self.model_frame(self.bank(s.video)[1], s.frame) < c.frames[1] \
+            else np.zeros(img.shape[:2], bool)
         if img.shape[:2] == m.shape:
             img[m] = 0.45 * img[m] + 0.55 * CANDIDATE_COLOR
             for x, y, p in s.clicks:
