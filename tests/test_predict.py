@@ -245,3 +245,34 @@ def test_inputs_with_one_stem_keep_their_own_results_also_when_resumed(tmp_path,
     err = capsys.readouterr().err
     assert err.count("already done") == 2 and f"done {videos[1]}:" in err
     assert _by_video(out) == got
+
+
+def test_half_precision_spills(tmp_path):
+    """`spill_half` writes the per-clip mask logits as float16 (half the disk of float32) and
+    the tracks' masks stay the same but for pixels at the threshold."""
+    from ovformer import OVFormerVideoPredictor
+    from ovformer.inference.types import PredictOptions
+
+    pred = OVFormerVideoPredictor.from_pretrained(None, preset="tiny", untrained=True,
+                                                  clip="tiny-random")
+    text = pred.embed_vocabulary(["a", "b"])
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(7)]
+    out = {}
+    for half in (False, True):
+        spill = tmp_path / f"spill_{half}"
+        out[half] = pred.predict(frames, text, PredictOptions(spill_dir=spill, spill_half=half))
+        kinds = {np.load(f).dtype for f in spill.glob("clip_*.npy")}
+        assert kinds == {np.dtype(np.float16 if half else np.float32)}
+    full = sum(f.stat().st_size for f in (tmp_path / "spill_False").glob("*.npy"))
+    half = sum(f.stat().st_size for f in (tmp_path / "spill_True").glob("*.npy"))
+    assert half < 0.6 * full
+    from ovformer.ytvis.rle import decode_rle
+    same = total = 0
+    for a, b in zip(out[False].tracks, out[True].tracks):
+        for sa, sb in zip(a.segmentations, b.segmentations):
+            ma = decode_rle(sa) if sa else np.zeros((48, 64), bool)
+            mb = decode_rle(sb) if sb else np.zeros((48, 64), bool)
+            same, total = same + int((ma == mb).sum()), total + ma.size
+    assert [t.query for t in out[False].tracks] == [t.query for t in out[True].tracks]
+    assert same / total >= 0.999

@@ -167,7 +167,7 @@ class JobRunner:
                 job.state, job.message = "running", f"segmenting (classes: {text.summary()})"
                 options = PredictOptions(min_size=settings.min_size, clip_length=settings.clip_length,
                                          top_k=max(10, 3 * settings.max_tracks), preview_k=settings.max_tracks,
-                                         spill_dir=spill, keep_queries_dir=bank_new)
+                                         spill_dir=spill, spill_half=True, keep_queries_dir=bank_new)
                 t0 = time.time()
 
                 def frames() -> Iterator[np.ndarray]:

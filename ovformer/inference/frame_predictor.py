@@ -103,7 +103,7 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
         start = time.monotonic()
         size = out_size = None
-        with FrameTracker(opts.spill_dir) as tracker:
+        with FrameTracker(opts.spill_dir, np.float16 if opts.spill_half else np.float32) as tracker:
             for index, (rgb, x, size) in enumerate(self._prepared(source, self.window_size,
                                                                   opts)):
                 out_size = rgb[0].shape[:2]

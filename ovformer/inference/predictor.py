@@ -288,7 +288,8 @@ class OVFormerVideoPredictor:
         start = time.monotonic()
         size = out_size = None
         keep = QueryBankWriter(opts.keep_queries_dir) if opts.keep_queries_dir else None
-        with VideoState(opts.spill_dir, keep=keep) as state:
+        with VideoState(opts.spill_dir, np.float16 if opts.spill_half else np.float32,
+                        keep=keep) as state:
             for index, (rgb, x, size) in enumerate(self._prepared(source, opts.clip_length,
                                                                   opts)):
                 out_size = rgb[0].shape[:2]

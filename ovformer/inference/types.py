@@ -31,6 +31,9 @@ class PredictOptions:
         top_k: (query, class) pairs kept per video (50 released for video models).
         preview_k: queries in each clip's provisional preview (0: progress only).
         spill_dir: where per-clip mask logits go (a private temporary folder by default).
+        spill_half: spill them as float16 (half the disk; masks whose logit is within float16
+            rounding of 0 may flip) instead of float32 (results identical to holding the video
+            in memory). None: float32.
         keep_queries_dir: keep every query of the video in this folder (a
             :class:`~.queries.QueryBank`: int8 low-res mask logits per clip and the video-level
             class scores), so :meth:`VideoPrediction.candidates` can turn any query into a track
@@ -42,6 +45,7 @@ class PredictOptions:
     top_k: int | None = None
     preview_k: int | None = None
     spill_dir: str | Path | None = None
+    spill_half: bool | None = None
     keep_queries_dir: str | Path | None = None
 
     def over(self, defaults: "PredictOptions") -> "PredictOptions":
