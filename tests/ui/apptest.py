@@ -73,3 +73,36 @@ def api_outputs(home: Path) -> dict[str, list[str]]:
     demo, studio = create_app(parse_args(["--data", str(home), *TINY]))
     demo.close()
     return studio.api
+
+
+def open_local_page(p, chromium: str, args: list[str]):
+    """(browser, page, external) with Debian's chromium: every request that is not to the local
+    server is aborted and recorded in ``external`` (the tests assert it stays empty)."""
+    external: list[str] = []
+    browser = p.chromium.launch(executable_path=chromium, args=args)
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1200})
+    ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+              else (external.append(r.request.url), r.abort()))
+    return browser, ctx.new_page(), external
+
+
+def upload_and_prelabel(page, max_tracks: int, timeout_ms: int = 120_000) -> None:
+    """Bring bikes.mp4 at 1 fps with the test vocabulary, then pre-label it small and fast and
+    wait for "<max_tracks> tracks"."""
+    import re
+
+    from playwright.sync_api import expect
+    status = page.locator("#status")
+    page.locator("#import_fps input").fill("1")
+    page.locator("#video_in input[type=file]").set_input_files(str(bikes()))
+    expect(page.locator("#video_in")).to_contain_text("bikes.mp4", timeout=30_000)
+    page.locator("#vocab textarea").fill(VOCAB)
+    page.locator("#add_btn").click()
+    expect(status).to_contain_text("added", timeout=60_000)
+    for elem, value in (("#res", "96"), ("#thr", "0"), ("#max_tracks", str(max_tracks))):
+        page.locator(f"{elem} input[type=number]").fill(value)
+        page.locator(f"{elem} input[type=number]").press("Enter")
+    page.locator("#run_btn").click()
+    expect(status).to_contain_text(re.compile("Done|failed"), timeout=timeout_ms)
+    assert "Done" in status.inner_text(), status.inner_text()
+    expect(page.locator("#video_info")).to_contain_text(f"{max_tracks} tracks")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from apptest import VOCAB, bikes
+from apptest import VOCAB, open_local_page, upload_and_prelabel
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -48,35 +48,15 @@ def test_browser_flow(server):
         n[0] += 1
         page.screenshot(path=str(SHOTS / f"{n[0]:02d}_{name}.png"), full_page=full)
 
-    external: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        ctx = browser.new_context(viewport={"width": 1440, "height": 1200})
-        ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
-                  else (external.append(r.request.url), r.abort()))
-        page = ctx.new_page()
+        browser, page, external = open_local_page(p, CHROMIUM, ARGS)
         status = page.locator("#status")
         page.goto(url)
         expect(page.locator("#banner")).to_contain_text("UNTRAINED", timeout=30_000)
         shot(page, "start")
 
-        # 1. bring a video, 2. type a vocabulary
-        page.locator("#import_fps input").fill("1")
-        page.locator("#video_in input[type=file]").set_input_files(str(bikes()))
-        expect(page.locator("#video_in")).to_contain_text("bikes.mp4", timeout=30_000)
-        page.locator("#vocab textarea").fill(VOCAB)
-        page.locator("#add_btn").click()
-        expect(status).to_contain_text("added", timeout=60_000)
-        shot(page, "uploaded")
-
-        # 3. pre-label (small and fast settings)
-        for elem, value in (("#res", "96"), ("#thr", "0"), ("#max_tracks", "6")):
-            page.locator(f"{elem} input[type=number]").fill(value)
-            page.locator(f"{elem} input[type=number]").press("Enter")
-        page.locator("#run_btn").click()
-        expect(status).to_contain_text(re.compile("Done|failed"), timeout=120_000)
-        assert "Done" in status.inner_text(), status.inner_text()
-        expect(page.locator("#video_info")).to_contain_text("6 tracks")
+        # 1. bring a video, 2. type a vocabulary, 3. pre-label (small and fast settings)
+        upload_and_prelabel(page, max_tracks=6)
         shot(page, "prelabelled")
 
         # 4. scrub to frame 5 and pick the first track of the review queue

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from apptest import open_local_page
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -48,13 +50,8 @@ def test_click_next_enter_adds_the_track(app_server):
     url, studio, _home = app_server
     pid, vid = _plant(studio)
     H, W = syn.OUT
-    external: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        ctx = browser.new_context(viewport={"width": 1440, "height": 1200})
-        ctx.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
-                  else (external.append(r.request.url), r.abort()))
-        page = ctx.new_page()
+        browser, page, external = open_local_page(p, CHROMIUM, ARGS)
         status = page.locator("#status")
         page.goto(url)
         # open the project and its video

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from apptest import VOCAB, bikes, free_port
+from apptest import free_port, upload_and_prelabel
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -152,20 +152,7 @@ def test_first_run_download_load_prelabel(first_run, files: ModelFiles) -> None:
         page.screenshot(path=str(SHOTS / "03_loaded.png"), clip={"x": 0, "y": 0, "width": 1440, "height": 720})
 
         # 4. a pre-label runs with the downloaded model (small and fast settings)
-        status = page.locator("#status")
-        page.locator("#import_fps input").fill("1")
-        page.locator("#video_in input[type=file]").set_input_files(str(bikes()))
-        expect(page.locator("#video_in")).to_contain_text("bikes.mp4", timeout=30_000)
-        page.locator("#vocab textarea").fill(VOCAB)
-        page.locator("#add_btn").click()
-        expect(status).to_contain_text("added", timeout=60_000)
-        for elem, value in (("#res", "96"), ("#thr", "0"), ("#max_tracks", "4")):
-            page.locator(f"{elem} input[type=number]").fill(value)
-            page.locator(f"{elem} input[type=number]").press("Enter")
-        page.locator("#run_btn").click()
-        expect(status).to_contain_text(re.compile("Done|failed"), timeout=180_000)
-        assert "Done" in status.inner_text(), status.inner_text()
-        expect(page.locator("#video_info")).to_contain_text("4 tracks")
+        upload_and_prelabel(page, max_tracks=4, timeout_ms=180_000)
         page.screenshot(path=str(SHOTS / "04_prelabelled.png"), full_page=True)
         browser.close()
 
