@@ -17,6 +17,7 @@ from .annotate.session import Session  # noqa: E402
 from .finetune.ui import build_tab as build_finetune_tab  # noqa: E402
 from .hub import ModelHub  # noqa: E402
 from .studio import Studio  # noqa: E402
+from .wiring import user_of  # noqa: E402
 
 INTRO = """# OVFormer Studio — open-vocabulary video annotation
 **New here?** Click **▶ Try the sample**: it adds a short street clip, types a vocabulary and pre-labels
@@ -91,13 +92,19 @@ def weights_box(s: Studio, demo: gr.Blocks) -> gr.Markdown:
                 gr.Button(visible=can_fetch and not view.running, interactive=not view.running), status,
                 gr.Timer(active=view.running))
 
-    def on_download() -> tuple:
+    refused = "✖ only an admin may change the model every user pre-labels with (ovformer users admin NAME)"
+
+    def on_download(request: gr.Request) -> tuple:
+        if not s.may_change_model(user_of(request)):
+            return render(refused)
         hub.start_download()
         return render()
 
-    def on_pick(key: str | None) -> tuple:
+    def on_pick(key: str | None, request: gr.Request) -> tuple:
         if not key:
             return render()
+        if not s.may_change_model(user_of(request)):
+            return render(refused)
         try:
             note = hub.select(key)
         except Exception as e:  # noqa: BLE001 - a bad checkpoint: say so, keep the current model

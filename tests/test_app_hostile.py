@@ -194,6 +194,12 @@ def test_two_users_through_the_server(users_server, tmp_path):
             continue
         assert out["status"].startswith("✖"), (api, out["status"])
     assert run.is_dir()
+    # the shared model: bob (not an admin) can neither switch it nor start a download
+    before = studio.hub.current_key()
+    for api, args in (("weights_pick", ("swinb-lvvis",)), ("weights_download", ())):
+        out = bob.predict(*args, api_name=f"/{api}")
+        assert "only an admin" in out["download_progress"], (api, out)
+    assert studio.hub.current_key() == before and studio.hub.download_view().state != "running"
     # files by path: neither the data folder nor another's export is served
     for user in ("bob", "alice"):
         http = login(url, user, USERS[user])
