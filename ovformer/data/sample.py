@@ -42,14 +42,13 @@ def _write(frames, path: Path, fps: int) -> None:
 
 
 def _trimmed(src: Path, seconds: float):
-    import av
+    """The first ``seconds`` of ``src``, decoded by the library's one decoder."""
+    from .video import open_video
 
-    with av.open(str(src)) as c:
-        st = c.streams.video[0]
-        for f in c.decode(st):
-            if f.pts is not None and float(f.pts * st.time_base) >= seconds:
-                break
-            yield f.to_ndarray(format="rgb24")
+    for frame in open_video(src):
+        if frame.time_s >= seconds:
+            break
+        yield frame.rgb
 
 
 def _synthetic(seconds: float, fps: int, h: int = 240, w: int = 320):
