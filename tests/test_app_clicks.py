@@ -21,9 +21,6 @@ from app.annotate.review import ReviewService
 from app.annotate.session import Session
 from app.annotate.store import Store, counts_mask
 from app.hub import ModelHub, ModelSpec, PredictorCache
-from ovformer.inference.postprocess import video_scores
-from ovformer.inference.queries import QueryBankWriter
-from ovformer.inference.tracker import ClipResult, VideoState
 from ovformer.inference.types import PredictOptions
 from ovformer.text_embeddings import TextEmbeddings
 from ovformer.ytvis.rle import decode_rle

@@ -19,7 +19,6 @@ import numpy as np
 
 from ovformer.inference.queries import Candidate, QueryBank
 
-from . import views
 from .edits import EditError, Editor
 from .prelabel import query_bank_dir
 from .review import ReviewService, owned_track
