@@ -1,6 +1,6 @@
 """Learning test: `ovformer train --data D --preset tiny --clip tiny-random --iters 600`, with
 no other training option (the from-scratch defaults), learns synthetic shape videos: mAP
->= 0.5 on held-out videos it never saw, from ~0 untrained. About 10 minutes on a 2-core CPU.
+>= 0.5 on held-out videos it never saw, from ~0 untrained. About 4 minutes on a quiet 2-core CPU.
 
 Runnable alone for the numbers: ``python -m tests.test_training_learning [OUT_DIR]``.
 """
