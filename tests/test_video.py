@@ -306,6 +306,9 @@ def test_limits_count_every_decoded_frame(tmp_path):
     with pytest.raises(VideoLimitError, match="longer than 1.5 s"):
         list(open_video(path, max_duration_s=1.5))
     assert len(list(open_video(path, max_duration_s=2.9))) == 30  # last frame at 2.9 s
+    with pytest.raises(VideoLimitError, match="48x32 frames: more than 1000 pixels"):
+        open_video(path, max_pixels=1000)  # refused from the header, before decoding
+    assert open_video(path, max_pixels=48 * 32).info.width == 48
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(5):

@@ -112,19 +112,6 @@ def _fit(img: Image.Image, max_side: int) -> Image.Image:
 Progress = Callable[[float], None]
 
 
-def _probe_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) the container declares, without decoding a frame (None if unreadable)."""
-    import av
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return None
-            cc = c.streams.video[0].codec_context
-            return int(cc.width or 0), int(cc.height or 0)
-    except Exception:  # open_video says why, in its own words
-        return None
-
-
 def decode_video(path: str | Path, out: Path, fps: float | None, limits: Limits,
                  progress: Progress | None = None) -> Decoded:
     """Decode through :func:`ovformer.data.video.open_video` (rotation, variable frame rate,
@@ -136,17 +123,17 @@ def decode_video(path: str | Path, out: Path, fps: float | None, limits: Limits,
     says); frames past ``max_frames`` are not decoded."""
     check_upload(path, limits)
     name = Path(path).name
-    declared = _probe_size(Path(path))
-    if declared and declared[0] * declared[1] > limits.max_pixels:
-        raise MediaError(f"{name} has {declared[0]}x{declared[1]} frames; the limit is "
-                         f"{limits.max_pixels / 1e6:.0f} megapixels per frame")
     try:
-        # the library's frame-rate rule; its limits count every decoded frame and timestamp
+        # the library's frame-rate rule; its limits refuse a pixel bomb before decoding and count
+        # every decoded frame and timestamp
         src = open_video(path, fps=fps, max_frames=limits.max_frames, max_decoded=limits.decoded_cap,
-                         max_duration_s=limits.max_duration_s)
+                         max_duration_s=limits.max_duration_s, max_pixels=limits.max_pixels)
+    except VideoLimitError as e:
+        raise MediaError(f"{name} has {e.problem}; the limit is {limits.max_pixels / 1e6:.0f} megapixels "
+                         "per frame") from None
     except VideoDecodeError as e:
         raise MediaError(f"{name} is not a readable video ({e.problem})") from None
-    if src.info.width * src.info.height > limits.max_pixels:
+    if src.info.width * src.info.height > limits.max_pixels:  # e.g. rotation metadata lied
         raise MediaError(f"{name} has {src.info.width}x{src.info.height} frames; the limit is "
                          f"{limits.max_pixels / 1e6:.0f} megapixels per frame")
     duration = src.info.duration_s

@@ -91,7 +91,7 @@ def gt_problem(path: str, name: str) -> str | None:
 def warm_up_library() -> threading.Thread:
     """Import ovformer's RLE/render modules in the background, once per server.
 
-    The results browser needs them (PyAV, pycocotools); importing them while the user looks at
+    The results browser needs them (video and mask codecs); importing them while the user looks at
     the first page makes the results browser open at once.
     """
     def load() -> None:

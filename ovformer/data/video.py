@@ -185,6 +185,7 @@ def open_video(
     folder_fps: float = DEFAULT_FOLDER_FPS,
     max_decoded: int | None = None,
     max_duration_s: float | None = None,
+    max_pixels: int | None = None,
 ) -> VideoSource:
     """Open a video file (mp4, mov, webm, avi, mkv, ...) or a folder of JPEG/PNG frames.
 
@@ -198,6 +199,8 @@ def open_video(
         max_decoded, max_duration_s: limits for untrusted input, counted while iterating over
             every decoded frame (also those `fps` skips) and its timestamp; passing one raises
             `VideoLimitError` (a server's guard against files whose metadata lies).
+        max_pixels: refuse (`VideoLimitError`) a file whose declared frame size is larger,
+            before any frame is decoded (a decompression bomb never reaches the decoder).
 
     Returns:
         A `VideoSource`; `.info` is filled now, frames are decoded when iterated.
@@ -225,6 +228,10 @@ def open_video(
     container = _open_container(path)
     with container:
         stream = container.streams.video[0]
+        cc = stream.codec_context
+        if max_pixels is not None and (cc.width or 0) * (cc.height or 0) > max_pixels:
+            raise VideoLimitError(path, f"{cc.width}x{cc.height} frames: more than {max_pixels} "
+                                        "pixels per frame")
         frames = _decode_frames(container, stream, path)
         first = next(frames, None)
         frames.close()
