@@ -13,64 +13,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ovformer.vocab import load_vocab_preset, parse_vocab_text
+from ovformer.vocab import load_vocab_preset
 
 from ..hub import ModelHub
 from . import export as X
 from . import views
-from .edits import MAX_LABEL, EditError, Editor
+from .edits import EditError, Editor
 from .media import DISK_FULL, Limits, MediaError, decode_any, disk_full, safe_name
 from .prelabel import JobRunner, PrelabelSettings
 from .review import ReviewService
 from .session import Choices, Screen, Session, bad, ok
 from .store import Store
+from .vocab import PRESETS, SAMPLE_VOCAB, VocabError, parse_vocab, vocab_text  # noqa: F401 (the UI reads the first two here)
 from .ytvis_import import ImportError_, detect_layout, read_json, tracks_from_json
-
-class VocabError(ValueError):
-    """A vocabulary over the limits; the message is shown as is."""
-
 
 USER_ERRORS = (MediaError, ImportError_, EditError, VocabError)
 Progress = Callable[[float, str], None]
-MAX_VOCAB = 2000                      # classes (LVIS has 1203)
-MAX_VOCAB_TEXT = MAX_VOCAB * (MAX_LABEL + 2)  # characters typed, checked before parsing
 MAX_PROJECT_NAME = 100
-SAMPLE_VOCAB = "person, bicycle, car"
-#: Vocabulary presets by the name the page shows.
-PRESETS = {"LV-VIS": "lvvis", "LVIS": "lvis", "YTVIS-2019": "ytvis2019", "YTVIS-2021": "ytvis2021",
-           "OVIS": "ovis", "COCO": "coco"}
 
 
 def _no_progress(fraction: float, text: str) -> None:
     pass
 
 
-def parse_vocab(text: str | None) -> list[str]:
-    """Comma- or newline-separated class names (:func:`ovformer.vocab.parse_vocab_text`); [] if none.
-    Raises :class:`VocabError` over the limits (checked on the text's length before parsing, then
-    on the count and each name: nothing this large reaches the text encoder)."""
-    text = text or ""
-    if len(text) > MAX_VOCAB_TEXT:
-        raise VocabError(f"the vocabulary text has {len(text):,} characters; at most {MAX_VOCAB_TEXT:,} "
-                         f"({MAX_VOCAB} classes of up to {MAX_LABEL} characters) are accepted")
-    try:
-        names = parse_vocab_text(text)
-    except ValueError:  # an empty vocabulary; callers say so
-        return []
-    if len(names) > MAX_VOCAB:
-        raise VocabError(f"the vocabulary has {len(names):,} classes; at most {MAX_VOCAB} are accepted")
-    if long := [n for n in names if len(n) > MAX_LABEL]:
-        raise VocabError(f"a class name may have at most {MAX_LABEL} characters ({long[0][:40]}… has {len(long[0])})")
-    return names
-
-
 def _full(e: BaseException) -> bool:
     """A write refused for want of space (the file system's or SQLite's word for it)."""
     return disk_full(e) or (isinstance(e, sqlite3.OperationalError) and "full" in str(e).lower())
-
-
-def vocab_text(names: list[str]) -> str:
-    return ", ".join(names)
 
 
 @dataclass
