@@ -8,15 +8,17 @@ builds a Vocabulary and hands it to :func:`ovformer.text_embeddings.embed_vocabu
 
 The presets are the category lists of the data sets, stored as JSON in
 ``assets/vocab/<name>.json`` (a list of ``{"id", "name", "partition"?, "synonyms"?}``), with
-names and ids exactly as in the data sets' annotation files so results can be evaluated:
+names and ids exactly as in the data sets' annotation files so results can be evaluated
+(where each file comes from: ``assets/vocab/SOURCES.md``):
 
 - ``lvvis``: LV-VIS, 1196 categories; ``partition`` 0/1 = base (641), 2/3 = novel (555).
-  Source: ``LVVIS_CATEGORIES`` in haochenheheda/LVVIS (``lvvis_categories.py``), the list
-  the official OVFormer code imports.
+  Source: ``LVVIS_CATEGORIES`` of the official OVFormer code (fanghaook/OVFormer, Apache-2.0,
+  ``ovformer/data_video/datasets/lvvis_categories.py``), entry for entry.
 - ``lvis``: LVIS v1, 1203 categories with ``frequency`` and ``synonyms``, from detectron2's
   ``lvis_v1_categories.py`` (Apache-2.0), the training vocabulary of the LVIS checkpoints.
-- ``ytvis2019``, ``ytvis2021`` (40 each): ``YTVIS_CATEGORIES_2019/2021`` of Mask2Former.
-- ``ovis`` (25): ``OVIS_CATEGORIES`` as in OV2Seg/LV-VIS (the data set's own spelling,
+- ``ytvis2019``, ``ytvis2021`` (40 each): ``YTVIS_CATEGORIES_2019/2021`` as in the OVFormer
+  and Mask2Former code.
+- ``ovis`` (25): ``OVIS_CATEGORIES`` of the OVFormer code (the data set's own spelling,
   including ``Vehical``).
 - ``coco`` (80): COCO thing classes with their original (non-contiguous) ids.
 

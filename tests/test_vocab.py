@@ -42,7 +42,7 @@ def test_lvvis_partitions() -> None:
     assert (len(base), len(novel)) == (641, 555)
     assert sum(c.is_novel is False for c in cats) == 641 and sum(bool(c.is_novel) for c in cats) == 555
     by_name = {c.name: c for c in cats}
-    # Spot checks against LVVIS_CATEGORIES (haochenheheda/LVVIS).
+    # Spot checks against LVVIS_CATEGORIES of the official OVFormer code.
     assert (by_name["person"].id, by_name["person"].partition) == (773, 0)
     assert (by_name["hang_glider"].id, by_name["hang_glider"].partition) == (523, 3)
     assert (by_name["steak_knife"].id, by_name["steak_knife"].partition) == (1000, 2)
