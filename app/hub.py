@@ -326,10 +326,11 @@ class ModelHub:
         if missing:
             return self._missing_banner(missing)
         state = "loaded" if self.loaded else "loads on the first pre-label run"
+        runs = f"Runs on {self.cache.runtime(self.spec)}."
         if self.untrained():
             return (f"### ⚠️ UNTRAINED MODEL — weights are RANDOM: `{self.label()}` ({state}). "
-                    "Pre-labels are noise; use them only to try the editor.")
-        return f"### Model weights: {self._md_headline()} ({state})"
+                    f"Pre-labels are noise; use them only to try the editor.\n\n{runs}")
+        return f"### Model weights: {self._md_headline()} ({state})\n\n{runs}"
 
     def _md_headline(self) -> str:
         return f"`{self.spec.weights or self.spec.preset}` + {clip_name(self.spec.clip)}"

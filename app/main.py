@@ -38,6 +38,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", default=None, help="a checkpoint file instead of the preset's weights")
     p.add_argument("--untrained", action="store_true", help="random weights (for trying the editor)")
     p.add_argument("--clip", default=None, help='CLIP spec: "openai", a path, "random", "tiny-random"')
+    p.add_argument("--device", default="auto", help="auto (default: the GPU when CUDA is available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default): the fastest whose masks agree with fp32 on >= 99%% of pixels; fp32 for exact output")
     p.add_argument("--max-upload-mb", type=float, default=500.0)
     p.add_argument("--max-duration", type=float, default=600.0, help="longest video accepted, seconds")
     p.add_argument("--max-frames", type=int, default=3000, help="most frames kept per video")
@@ -71,6 +74,7 @@ def create_app(args: argparse.Namespace, cache: PredictorCache | None = None) ->
     from .annotate.service import Config
     from .annotate.store import default_home
     from .hub import ModelHub, ModelSpec
+    from .predictors import PredictorCache
     from .studio import Studio
     from .ui import build
 
@@ -84,6 +88,8 @@ def create_app(args: argparse.Namespace, cache: PredictorCache | None = None) ->
     cfg = Config(home=home, datasets=Path(args.datasets) if args.datasets else home / "datasets",
                  limits=Limits(args.max_upload_mb, args.max_duration, args.max_frames), sample_video=sample,
                  users=bool(getattr(args, "users", False)))
+    if cache is None:
+        cache = PredictorCache(device=getattr(args, "device", "auto"), dtype=getattr(args, "dtype", "auto"))
     studio = Studio(cfg, ModelHub(ModelSpec(args.preset, args.weights, args.untrained, args.clip), cache,
                                   runs_root=home / "runs"))
     return build(studio), studio

@@ -7,6 +7,7 @@ shared by several apps in a test process), never in a module global.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -32,11 +33,12 @@ class ModelSpec:
 Factory = Callable[[ModelSpec], "VideoPredictor"]
 
 
-def load_predictor(spec: ModelSpec) -> VideoPredictor:
-    """The released predictor for ``spec`` (the hub's default factory)."""
+def load_predictor(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> VideoPredictor:
+    """The released predictor for ``spec`` (the hub's default factory) on ``device`` in
+    ``dtype`` ("auto": the GPU when there is one; the fastest dtype that keeps the masks)."""
     from ovformer.inference.predictor import OVFormerVideoPredictor
 
-    kw: dict = {"untrained": spec.untrained}
+    kw: dict = {"untrained": spec.untrained, "device": device, "dtype": dtype}
     if spec.clip:
         kw["clip"] = spec.clip
     if spec.weights:
@@ -47,12 +49,29 @@ def load_predictor(spec: ModelSpec) -> VideoPredictor:
 
 
 class PredictorCache:
-    """Loaded predictors by spec; one factory call per spec (several apps may share a cache)."""
+    """Loaded predictors by spec; one factory call per spec (several apps may share a cache).
 
-    def __init__(self, factory: Factory | None = None) -> None:
-        self.factory = factory or load_predictor
+    ``device`` and ``dtype`` (the app's ``--device``/``--dtype``) are where and how every
+    predictor of the default factory runs; :meth:`runtime` says it in one line.
+    """
+
+    def __init__(self, factory: Factory | None = None, device: str = "auto",
+                 dtype: str = "auto") -> None:
+        self.device, self.dtype = device, dtype
+        self.factory = factory or functools.partial(load_predictor, device=device, dtype=dtype)
         self._loaded: dict[ModelSpec, VideoPredictor] = {}
         self._lock = threading.Lock()
+
+    def runtime(self, spec: ModelSpec) -> str:
+        """Where and in which dtype ``spec`` runs: the loaded predictor's own, else what the
+        settings resolve to on this machine (see :func:`ovformer.inference.runtime.describe_runtime`)."""
+        from ovformer.inference.runtime import describe_runtime, resolve_runtime
+
+        p = self._loaded.get(spec)
+        device, dtype = getattr(p, "device", None), getattr(p, "dtype", None)
+        if device is None or dtype is None:
+            device, dtype = resolve_runtime(self.device, self.dtype)
+        return describe_runtime(device, dtype)
 
     def get(self, spec: ModelSpec) -> VideoPredictor:
         with self._lock:

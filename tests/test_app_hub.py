@@ -126,7 +126,9 @@ def test_download_then_load_then_the_banner_says_so(standin: StandinHosts, files
     assert "loaded r50-lvvis" in final.text
 
     assert hub.loaded and hub.missing_files() == []
-    assert hub.banner() == "### Model weights: `r50-lvvis` + OpenAI ViT-B/32 (loaded)"
+    from ovformer.inference.runtime import describe_runtime, fastest_dtype
+    runs = describe_runtime("cpu", fastest_dtype("cpu"))  # the app's default: --dtype auto
+    assert hub.banner() == f"### Model weights: `r50-lvvis` + OpenAI ViT-B/32 (loaded)\n\nRuns on {runs}."
     assert hub.headline_name() == "r50-lvvis + OpenAI ViT-B/32" and hub.startup_note() is None
     predictor = hub.get()
     assert predictor.detpro_context is not None and predictor.detpro_context.shape == (5, 8, 64)  # prompts used
@@ -185,3 +187,21 @@ def _with_size(real):
         e = real(name)
         return replace(e, size=e.size or 50_000_000)
     return entry
+
+
+def test_banner_says_where_and_in_which_dtype_the_model_runs(home: Path) -> None:
+    """The app's --device/--dtype reach the banner: resolved before loading, the loaded
+    predictor's own after."""
+    from app.main import parse_args
+
+    args = parse_args(["--dtype", "fp32", "--device", "cpu"])
+    assert (args.device, args.dtype) == ("cpu", "fp32")
+    assert (parse_args([]).device, parse_args([]).dtype) == ("auto", "auto")
+
+    class Loaded:
+        untrained, device, dtype = False, "cuda:0", "fp16"
+
+    hub = ModelHub(ModelSpec("tiny", None, True, "tiny-random"), PredictorCache(lambda spec: Loaded(), "cpu", "fp32"))
+    assert hub.cache.runtime(hub.spec) == "cpu, fp32 (exact)"
+    hub.get()  # loaded: the predictor says where it runs
+    assert "Runs on cuda:0, fp16 (masks agree with fp32 on >= 99% of pixels" in hub.banner()

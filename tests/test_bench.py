@@ -29,6 +29,7 @@ def test_bench_json_has_every_key_with_sane_values(capsys):
     assert sum(res["gflop_per_frame_parts"].values()) == pytest.approx(g["model"])
     assert res["gflop_per_frame_parts"]["pixel_decoder"] > 0
     assert 1 < res["machine_gflops"] < 1e5
+    assert (res["dtype_native"], res["matmul_n"], res["runtime"]) == (True, 2048, "cpu, fp32 (exact)")
     assert res["floor_ratio"] == pytest.approx(
         s["total"] / (g["total"] / res["machine_gflops"]), rel=1e-9)
     assert res["floor_ratio"] > 0.5  # nothing beats its own matmul by 2x
@@ -114,3 +115,26 @@ def test_attention_matches_nn_multihead_attention(per_head):
     assert torch.allclose(ref, ours, atol=1e-5)
     assert torch.allclose(mha(q, q, kv[:5], need_weights=False)[0], attention(mha, q, q, kv[:5]),
                           atol=1e-5)
+
+
+def test_runtime_line_says_exact_agreeing_or_emulated(monkeypatch):
+    """What the CLI's first line and the app's banner say for each device and dtype, with the
+    CPU's flags as given (an AVX2-only CPU, one with AMX)."""
+    from ovformer.inference import runtime
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert runtime.describe_runtime("cpu", "fp32") == "cpu, fp32 (exact)"
+    assert not runtime.native_dtype("cpu", "bf16") and runtime.fastest_dtype("cpu") == "fp32"
+    line = runtime.describe_runtime("cpu", "bf16")
+    assert line.startswith("cpu, bf16 (WARNING: this CPU has no AVX512-BF16 or AMX-BF16")
+    assert "emulated" in line and "--dtype auto or fp32" in line
+    assert "AVX512-FP16" in runtime.describe_runtime("cpu", "fp16")
+    assert runtime.resolve_runtime("cpu", "auto") == (torch.device("cpu"), "fp32")
+    assert runtime.resolve_runtime("cpu", "bf16") == (torch.device("cpu"), "bf16")
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert runtime.native_dtype("cpu", "bf16") and not runtime.native_dtype("cpu", "fp16")
+    assert runtime.resolve_runtime("cpu", "auto") == (torch.device("cpu"), "bf16")
+    assert runtime.describe_runtime("cpu", "bf16") == (
+        "cpu, bf16 (masks agree with fp32 on >= 99% of pixels; --dtype fp32 for exact output)")
+    assert runtime.native_dtype("cuda:0", "fp16") and runtime.fastest_dtype("cuda:0") == "fp16"
+    if not torch.cuda.is_available():
+        assert runtime.resolve_runtime("auto", "auto")[0] == torch.device("cpu")

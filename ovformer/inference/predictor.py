@@ -19,7 +19,7 @@ from ..vocab import Vocabulary
 from ..modeling import ClipOutput, OVFormer
 from ..ytvis.rle import encode_mask
 from .postprocess import resize_mask_logits, select_topk, video_scores
-from .runtime import fastest_dtype, keep_freed_memory
+from .runtime import keep_freed_memory, resolve_runtime
 from .queries import QueryBankWriter
 from .tracker import ClipResult, VideoState
 from .types import ClipProgress, PredictOptions, Track, VideoPrediction, VideoPredictor
@@ -106,10 +106,12 @@ class OVFormerVideoPredictor:
         model: an :class:`OVFormer` (eval mode is set here).
         clip: the CLIP encoder the model was trained with.
         min_size, max_size, clip_length, top_k: the default :class:`PredictOptions`.
-        device, dtype: where and how the model runs ("fp32", "bf16" autocast, "fp16"; "auto":
+        device, dtype: where and how the model runs (device "auto": the GPU when CUDA is
+            available, else the CPU; dtype "fp32", "bf16" autocast, "fp16"; "auto":
             :func:`~.runtime.fastest_dtype`, fp16 on CUDA, bf16 on a CPU with bf16 units). CLIP
             runs in float32 on CPU (it is ~3% of the work, and its embeddings set the scores),
-            under fp16 autocast on CUDA unless dtype is "fp32". On CPU, glibc is told to keep freed memory (see :mod:`.runtime`).
+            under fp16 autocast on CUDA unless dtype is "fp32". On CPU, glibc is told to keep
+            freed memory (see :mod:`.runtime`).
         weights_label: what the app's banner and the outputs say about the weights.
         untrained: the weights are random; every output says so.
         num_alternatives: alternatives kept per track.
@@ -128,9 +130,7 @@ class OVFormerVideoPredictor:
                  weights_label: str = "", untrained: bool = False,
                  num_alternatives: int = 5, classifier: StoredClassifier | None = None,
                  detpro_context: torch.Tensor | None = None, text_note: str = "") -> None:
-        self.device = torch.device(device)
-        if dtype == "auto":
-            dtype = fastest_dtype(self.device)
+        self.device, dtype = resolve_runtime(str(device), dtype)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be auto or one of {', '.join(DTYPES)}, got {dtype!r}")
         if self.device.type == "cpu":
@@ -172,6 +172,8 @@ class OVFormerVideoPredictor:
         from ..api import load_model  # late: api imports this module
         loaded = load_model(weights, preset=preset, config=config, untrained=untrained,
                             download=download, classifier_vocabulary=classifier_vocabulary)
+        if kwargs.get("device") == "auto":  # CLIP and the model on the same device
+            kwargs["device"] = resolve_runtime("auto", "fp32")[0]
         encoder = clip if isinstance(clip, ClipEncoder) else None
         if encoder is None:
             from ..clip import load_clip

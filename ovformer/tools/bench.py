@@ -4,7 +4,8 @@ Random full-size weights (nothing to download), synthetic frames already at the 
 the predictor's own steps (:meth:`prepare`, :meth:`encode_clip`, :meth:`forward`), clip by clip.
 Timings are the minimum over ``--repeats`` passes over all frames (on a shared machine the
 minimum is the least disturbed run). ``machine_gflops`` is a 2048x2048 matmul in the same dtype,
-measured before every pass, best kept; ``floor_ratio`` = measured time / (FLOPs / that rate),
+measured before every pass, best kept (512x512 where the dtype is emulated, ``dtype_native``
+false: bf16 on a CPU without AVX512-BF16/AMX, where the output says so); ``floor_ratio`` = measured time / (FLOPs / that rate),
 so 1.0 would be a model running entirely at matmul speed. With ``--dtype bf16`` the model
 runs under bf16 autocast and is compared with a bf16 matmul; CLIP stays float32 (as in the
 predictor) but is still compared with the bf16 rate. ``mask_agreement_vs_fp32`` is the fraction
@@ -45,6 +46,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import get_preset
+from ..inference.runtime import describe_runtime, native_dtype
 
 PARTS = ("backbone", "pixel_decoder", "decoder")
 
@@ -261,12 +263,14 @@ def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (36
     first = _one_pass(pred, text, clips, count=True)  # also the warm-up
     mm_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16 if dtype == "fp16" else \
         torch.float32
+    native = native_dtype(pred.device, dtype)
+    mm_n = 2048 if native else 512  # an emulated bf16 2048^3 matmul takes about a minute
     rate, best, best_total = 0.0, None, math.inf
     _reset_peak_rss()
     if cuda:
         torch.cuda.reset_peak_memory_stats(pred.device)
     for _ in range(max(1, repeats)):
-        rate = max(rate, matmul_gflops(mm_dtype, device=pred.device))
+        rate = max(rate, matmul_gflops(mm_dtype, n=mm_n, device=pred.device))
         res = _one_pass(pred, text, clips, keep=dtype != "fp32")
         total = sum(res["secs"].values())
         if total < best_total:
@@ -284,6 +288,9 @@ def run(preset: str = "r50-lvvis", frames: int = 10, size: tuple[int, int] = (36
         "gflop_per_frame": gflop,
         "gflop_per_frame_parts": {p: f[p] for p in PARTS},
         "machine_gflops": rate,
+        "matmul_n": mm_n,
+        "dtype_native": native,
+        "runtime": describe_runtime(pred.device, dtype),
         "floor_ratio": s["total"] / (gflop["total"] / rate),
         "floor_ratio_parts": {k: s[k] / (gflop[k] / rate) for k in ("model", "clip")},
         "peak_rss_gb": peak,
@@ -345,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"frames, {res['threads']} threads, load {res['load_average']}")
     for k in ("model", "clip", "total"):
         print(f"  {k:<6} {s[k]:8.3f} s/frame  {g[k]:8.2f} GFLOP/frame")
+    if not res["dtype_native"]:
+        print(f"  WARNING: {res['runtime']}. The floor ratio compares with an emulated "
+              f"{res['matmul_n']}^3 matmul and says nothing about a CPU that has the units.")
     print(f"  matmul {res['machine_gflops']:.1f} GFLOP/s; floor ratio {res['floor_ratio']:.2f}; "
           f"peak RSS {res['peak_rss_gb']:.2f} GB; {res['fps']:.2f} frames/s on {res['device']}")
     if "peak_gpu_memory_gb" in res:

@@ -21,7 +21,9 @@ def add_model_args(p: argparse.ArgumentParser, *, default_clip: str = "openai") 
                    help="download released weights that are not cached yet")
     g.add_argument("--clip", default=default_clip,
                    help="CLIP: openai (ViT-B/32), a checkpoint PATH, random or tiny-random")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="auto",
+                   help="auto (default): this process's GPU when CUDA is available, else cpu; "
+                        "cpu, cuda or cuda:N")
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default): the fastest whose masks agree with fp32 on >= 99%% of "
                         "pixels (fp16 on CUDA, bf16 on a CPU with bf16 units, else fp32); "

@@ -31,6 +31,7 @@ from ..render import render_overlay_video
 from ..ytvis.io import write_gt
 from ..ytvis.results import write_results
 from ..ytvis.rle import decode_rle, rle_area, rle_bbox
+from ..inference.runtime import describe_runtime
 from ..inference.types import PredictOptions, VideoPredictor
 from ..text_embeddings import TextEmbeddings
 from ..vocab import Vocabulary
@@ -227,11 +228,9 @@ def _run(args: argparse.Namespace, di: distributed.DistInfo | None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
     if rank == 0:  # the first line says how it runs
-        exact = "exact" if predictor.dtype == "fp32" else \
-            "masks agree with fp32 on >= 99% of pixels; --dtype fp32 for exact output"
-        print(f"ovformer predict: {predictor.weights_label or 'weights'}, {predictor.device}, "
-              f"{predictor.dtype} ({exact}), {world} process{'es' if world > 1 else ''}",
-              file=sys.stderr)
+        print(f"ovformer predict: {predictor.weights_label or 'weights'}, "
+              f"{describe_runtime(predictor.device, predictor.dtype)}, {world} "
+              f"process{'es' if world > 1 else ''}", file=sys.stderr)
     if predictor.untrained and rank == 0:
         print("WARNING: UNTRAINED random weights: the predictions mean nothing.", file=sys.stderr)
     parts = Path(f"{args.out}.parts")
