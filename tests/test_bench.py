@@ -138,3 +138,26 @@ def test_runtime_line_says_exact_agreeing_or_emulated(monkeypatch):
     assert runtime.native_dtype("cuda:0", "fp16") and runtime.fastest_dtype("cuda:0") == "fp16"
     if not torch.cuda.is_available():
         assert runtime.resolve_runtime("auto", "auto")[0] == torch.device("cpu")
+
+
+def test_clip_follows_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
+    """encode_clip: float32 with fp32, and with bf16 where bf16 would be emulated (the same
+    numbers); bf16 autocast where the CPU has the units (close to float32, not equal)."""
+    import numpy as np
+
+    from ovformer.inference import runtime
+    from ovformer.inference.predictor import OVFormerVideoPredictor
+    torch.manual_seed(0)
+    pred = OVFormerVideoPredictor.from_pretrained(None, preset="tiny", untrained=True,
+                                                  clip="tiny-random", dtype="bf16")
+    rgb = list(np.random.default_rng(0).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8))
+    pred.dtype = "fp32"
+    ref = pred.encode_clip(rgb)
+    pred.dtype = "bf16"
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert torch.equal(pred.encode_clip(rgb), ref)
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    low = pred.encode_clip(rgb)
+    assert low.dtype == torch.float32 and not torch.equal(low, ref)
+    cos = torch.nn.functional.cosine_similarity(low, ref, dim=-1)
+    assert cos.min() > 0.99, cos

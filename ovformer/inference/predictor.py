@@ -19,7 +19,7 @@ from ..vocab import Vocabulary
 from ..modeling import ClipOutput, OVFormer
 from ..ytvis.rle import encode_mask
 from .postprocess import resize_mask_logits, select_topk, video_scores
-from .runtime import keep_freed_memory, resolve_runtime
+from .runtime import keep_freed_memory, native_dtype, resolve_runtime
 from .queries import QueryBankWriter
 from .tracker import ClipResult, VideoState
 from .types import ClipProgress, PredictOptions, Track, VideoPrediction, VideoPredictor
@@ -109,9 +109,8 @@ class OVFormerVideoPredictor:
         device, dtype: where and how the model runs (device "auto": the GPU when CUDA is
             available, else the CPU; dtype "fp32", "bf16" autocast, "fp16"; "auto":
             :func:`~.runtime.fastest_dtype`, fp16 on CUDA, bf16 on a CPU with bf16 units). CLIP
-            runs in float32 on CPU (it is ~3% of the work, and its embeddings set the scores),
-            under fp16 autocast on CUDA unless dtype is "fp32". On CPU, glibc is told to keep
-            freed memory (see :mod:`.runtime`).
+            follows a reduced dtype where the hardware has it (:meth:`encode_clip`). On CPU,
+            glibc is told to keep freed memory (see :mod:`.runtime`).
         weights_label: what the app's banner and the outputs say about the weights.
         untrained: the weights are random; every output says so.
         num_alternatives: alternatives kept per track.
@@ -238,11 +237,17 @@ class OVFormerVideoPredictor:
 
     @torch.inference_mode()
     def encode_clip(self, rgb: Sequence[np.ndarray]) -> torch.Tensor:
-        """(T, D) float32 CLIP image embeddings of whole frames. On CUDA with a reduced model
-        dtype the tower runs under fp16 autocast (as the official evaluation); with "fp32", and
-        on CPU, in float32."""
-        ctx = torch.autocast("cuda", dtype=torch.float16) if (
-            self.device.type == "cuda" and self.dtype != "fp32") else contextlib.nullcontext()
+        """(T, D) float32 CLIP image embeddings of whole frames. With a reduced model dtype the
+        tower runs reduced too, where the hardware has it: fp16 autocast on CUDA (as the official
+        evaluation), bf16 autocast on a CPU with bf16 units (there float32 CLIP was 12% of a bf16
+        frame's time); with "fp32", and where bf16 would be emulated, in float32. CLIP feeds
+        the classifier only, so the masks do not depend on it."""
+        if self.device.type == "cuda" and self.dtype != "fp32":
+            ctx = torch.autocast("cuda", dtype=torch.float16)
+        elif self.device.type == "cpu" and self.dtype == "bf16" and native_dtype("cpu", "bf16"):
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+        else:
+            ctx = contextlib.nullcontext()
         with ctx:
             return self.clip.encode_frames(np.stack(rgb)).float().to(self.device)
 

