@@ -206,6 +206,13 @@ class ClipBatch:
     image_sizes: list[tuple[int, int]]
     frame_paths: list[list[str]] = field(default_factory=list)
 
+    def pin_memory(self) -> "ClipBatch":
+        """Page-locked copies (the DataLoader calls this with ``pin_memory=True``), so that the
+        ``non_blocking`` copies to the GPU overlap the step in flight."""
+        return ClipBatch(self.frames.pin_memory(),
+                         [{k: v.pin_memory() for k, v in t.items()} for t in self.targets],
+                         self.image_sizes, self.frame_paths)
+
 
 class VideoClipDataset:
     """Draws augmented clips from several YouTube-VIS folders with a shared vocabulary.

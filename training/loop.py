@@ -118,7 +118,9 @@ def run_training(settings: TrainSettings,
     Returns:
         A `TrainResult`; the final weights are `RUN_DIR/model_final.pth`.
     """
-    di = dist.init_distributed(settings.device)
+    # rank 0 evaluates alone (--val) while the others wait at a barrier: NCCL's 10-minute
+    # default would abort the job on any real validation set
+    di = dist.init_distributed(settings.device, timeout_s=12 * 3600)
     run = resolve(settings)
     out = Path(settings.out)
     if run.batch % di.world_size:
@@ -193,7 +195,8 @@ def run_training(settings: TrainSettings,
                                run.num_frames, r.sampling_frame_range)
     stream = ClipBatchStream(dataset, run.batch // di.world_size, settings.seed, di.rank, start, run.iters,
                              run.model_config.size_divisibility)
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=settings.num_workers)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=settings.num_workers,
+                                         pin_memory=di.device.type == "cuda")  # non_blocking copies
     embed = ClipEmbeddingCache(clip)
 
     writer = None

@@ -338,8 +338,10 @@ class OVFormerVideoPredictor:
         best, labels = video_scores(clip.logits, clip.object_logits).max(1)
         order = best.argsort(descending=True)[:k]
         masks = resize_mask_logits(clip.masks[order], self._padded(size), size, out_size)
-        return [(int(q), int(labels[q]), float(best[q]), masks[i].numpy())
-                for i, q in enumerate(order)]
+        # one copy to the host for all of it (on CUDA, each int()/float() would be a sync)
+        masks, labels, best, order = (t.cpu() for t in (masks, labels[order], best[order], order))
+        return [(q, lab, score, m) for q, lab, score, m in
+                zip(order.tolist(), labels.tolist(), best.tolist(), masks.numpy())]
 
     def _finish(self, state: VideoState, size: tuple[int, int], out_size: tuple[int, int],
                 text: TextEmbeddings, top_k: int) -> VideoPrediction:

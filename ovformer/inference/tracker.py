@@ -72,7 +72,7 @@ class VideoState:
         """Align ``clip`` to the previous one, accumulate it, spill its masks; returns it aligned."""
         if self.last_embds is not None:
             perm = associate(self.last_embds, clip.embds)
-            clip = clip.permuted(perm)
+            clip = clip.permuted(perm.to(clip.embds.device))
             self.permutations.append(perm)
         if self.sum_logits is None:
             self.sum_logits, self.sum_object = clip.logits.clone(), clip.object_logits.clone()
@@ -80,10 +80,11 @@ class VideoState:
             self.sum_logits += clip.logits
             self.sum_object += clip.object_logits
         self.last_embds = clip.embds
+        masks = clip.masks.cpu().numpy()  # the clip's one copy to the host
         np.save(self.spill_dir / f"clip_{self.num_clips:06d}.npy",
-                clip.masks.cpu().numpy().astype(self.dtype, copy=False))
+                masks.astype(self.dtype, copy=False))
         if self.keep is not None:
-            self.keep.add_clip(clip.masks)
+            self.keep.add_clip(masks)
         self.num_clips += 1
         self.clip_lengths.append(clip.masks.shape[1])
         return clip

@@ -58,12 +58,19 @@ def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: list[tuple[int, int
     return sample_and_sum(value, spatial_shapes, x, y, attention_weights.flatten(-2))
 
 
+def _per_level(values: list[int], points: int, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+    """(L * P,): each level's value repeated for its points. Made with fills on the device:
+    ``torch.tensor(list, device="cuda")`` would be a blocking copy from the host, four per
+    layer in the middle of the forward pass."""
+    return torch.cat([torch.full((points,), v, dtype=dtype, device=device) for v in values])
+
+
 def _per_point(spatial_shapes: list[tuple[int, int]], points: int,
                like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(W_l, H_l) of every (level, point) as two (L * P,) vectors."""
-    sizes = torch.tensor(spatial_shapes, dtype=like.dtype, device=like.device)
-    sizes = sizes.repeat_interleave(points, 0)
-    return sizes[:, 1], sizes[:, 0]
+    return (_per_level([w for _, w in spatial_shapes], points, like.dtype, like.device),
+            _per_level([h for h, _ in spatial_shapes], points, like.dtype, like.device))
 
 
 def sample_and_sum(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], x: torch.Tensor,
@@ -104,10 +111,11 @@ def sample_and_sum(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], x
     weights = (wy * wx).to(value.dtype)
     # table row of the top-left corner; int32 halves the index traffic when it fits
     itype = torch.int32 if n * rows < 2**31 else torch.int64
-    row_len = torch.tensor([w + 3 for _, w in spatial_shapes], dtype=itype, device=dev) * m
-    starts = torch.tensor([0] + [(h + 3) * (w + 3) for h, w in spatial_shapes][:-1],
-                          device=dev).cumsum(0).to(itype) * m
-    row_len, starts = row_len.repeat_interleave(points), starts.repeat_interleave(points)
+    row_len = _per_level([(w + 3) * m for _, w in spatial_shapes], points, itype, dev)
+    starts = [0]
+    for h, w in spatial_shapes[:-1]:
+        starts.append(starts[-1] + (h + 3) * (w + 3))
+    starts = _per_level([v * m for v in starts], points, itype, dev)
     # (x0 + 1, y0 + 1) in the padded map: fold the +1s into the base offset
     base = (torch.arange(n, dtype=itype, device=dev).view(n, 1, 1, 1) * rows
             + torch.arange(m, dtype=itype, device=dev).view(m, 1) + starts + row_len + m)
