@@ -142,3 +142,21 @@ def test_start_run_in_background_then_read_metrics(micro, tmp_path):
     assert read_progress(tmp_path / "bg")["state"] == "finished"
     assert [r["iteration"] for r in read_metrics(tmp_path / "bg") if "loss" in r] == [1, 2]
     assert (tmp_path / "bg" / "model_final.pth").is_file()
+
+
+def test_amp_auto_is_the_official_fp16_on_cuda_and_bf16_only_on_bf16_cpus(monkeypatch):
+    """--amp auto: fp16 with loss scaling on CUDA as the official recipe (SOLVER.AMP); on a CPU,
+    bf16 only where it has bf16 units (an AVX2 CPU emulates it), full precision elsewhere."""
+    import pytest
+
+    from ovformer.inference import runtime
+    from training.settings import amp_dtype
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert amp_dtype("auto", True, "cuda") == "float16"
+    assert amp_dtype("auto", True, "cpu") is None
+    assert amp_dtype("auto", False, "cuda") is None and amp_dtype("off", True, "cuda") is None
+    assert amp_dtype("bf16", True, "cpu") == "bfloat16"  # asked for: given, even emulated
+    with pytest.raises(ValueError):
+        amp_dtype("fp16", True, "cpu")
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert amp_dtype("auto", True, "cpu") == "bfloat16"

@@ -173,8 +173,10 @@ def resolve(settings: TrainSettings) -> ResolvedRun:
 def amp_dtype(amp: str, recipe_amp: bool, device_type: str) -> "str | None":
     """Autocast dtype name ("bfloat16"/"float16") or None for full precision.
 
-    "auto" follows the recipe's AMP flag: bf16 on CPU (the only CPU autocast dtype), bf16 on
-    GPUs that support it and fp16 (with loss scaling) on older ones.
+    "auto" follows the recipe's AMP flag (``SOLVER.AMP.ENABLED``) as the official code runs it:
+    fp16 autocast with loss scaling on CUDA; on a CPU, bf16 where it has bf16 units and full
+    precision elsewhere (an AVX2-only CPU emulates bf16 several times slower than float32, see
+    :mod:`ovformer.inference.runtime`). ``--amp bf16`` asks for bf16 anywhere.
     """
     if amp == "off" or (amp == "auto" and not recipe_amp):
         return None
@@ -187,7 +189,6 @@ def amp_dtype(amp: str, recipe_amp: bool, device_type: str) -> "str | None":
     if amp != "auto":
         raise ValueError(f"amp must be auto, off, bf16 or fp16, not {amp!r}")
     if device_type == "cuda":
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "bfloat16"
+        return "float16"
+    from ovformer.inference.runtime import native_dtype
+    return "bfloat16" if native_dtype(device_type, "bf16") else None
