@@ -18,6 +18,7 @@ from ..modeling import ClipOutput, OVFormerImage
 from ..ytvis.rle import encode_mask
 from .frame_tracker import FrameTracker, FrameWindow
 from .postprocess import video_scores
+from .queries import QueryBankWriter
 from ..text_embeddings import TextEmbeddings
 from .predictor import OVFormerVideoPredictor
 from .types import ClipProgress, PredictOptions, Track, VideoPrediction
@@ -103,7 +104,9 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
         start = time.monotonic()
         size = out_size = None
-        with FrameTracker(opts.spill_dir, np.float16 if opts.spill_half else np.float32) as tracker:
+        keep = QueryBankWriter(opts.keep_queries_dir) if opts.keep_queries_dir else None
+        with FrameTracker(opts.spill_dir, np.float16 if opts.spill_half else np.float32,
+                          keep=keep) as tracker:
             for index, (rgb, x, size) in enumerate(self._prepared(source, self.window_size,
                                                                   opts)):
                 out_size = rgb[0].shape[:2]
@@ -118,7 +121,12 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
                                          preview))
             if out_size is None:
                 raise ValueError("the video has no frames")
-            return self._finish_frames(tracker, size, out_size, text, opts.top_k)
+            result = self._finish_frames(tracker, size, out_size, text, opts.top_k)
+            if keep is not None:  # every query with its frame-averaged class scores
+                keep.finish(video_scores(*tracker.video_logits()), self._padded(size), size,
+                            out_size, text.vocabulary.names, text.vocabulary.ids)
+                result.queries_dir = str(keep.path)
+            return result
 
     def _finish_frames(self, tracker: FrameTracker, size: tuple[int, int],
                        out_size: tuple[int, int], text: TextEmbeddings,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from .association import associate
 from .postprocess import (frame_gate, mask_probability_sums, rescore_by_mask, select_topk,
                           video_scores)
 from .tracker import ClipResult, VideoState
+
+if TYPE_CHECKING:
+    from .queries import QueryBankWriter
 
 MOMENTUM = 0.7  # weight of the newly matched frame in the tracker's memory (reference value)
 GATE_RATIO = 0.1  # per-frame score below this fraction of the video score drops the frame
@@ -89,8 +92,8 @@ class FrameTracker(VideoState):
     """
 
     def __init__(self, spill_dir: str | Path | None = None, dtype: type = np.float32,
-                 momentum: float = MOMENTUM) -> None:
-        super().__init__(spill_dir, dtype)
+                 momentum: float = MOMENTUM, keep: "QueryBankWriter | None" = None) -> None:
+        super().__init__(spill_dir, dtype, keep=keep)
         self.momentum = momentum
         self.memory: torch.Tensor | None = None  # (Q, C)
         self.object_logits: list[torch.Tensor] = []  # per window (W, Q, 2); small, kept
@@ -125,8 +128,11 @@ class FrameTracker(VideoState):
                 self.sum_logits += logits
                 self.sum_object += obj
         np.save(self._logits_path(self.num_clips), aligned.logits.numpy())
-        np.save(self.spill_dir / f"clip_{self.num_clips:06d}.npy",  # VideoState's mask layout
-                masks.transpose(0, 1).numpy().astype(self.dtype, copy=False))
+        masks = masks.transpose(0, 1).numpy()  # (Q, W, Hp/4, Wp/4): VideoState's layout
+        np.save(self.spill_dir / f"clip_{self.num_clips:06d}.npy",
+                masks.astype(self.dtype, copy=False))
+        if self.keep is not None:  # every query, for click-to-add (see .queries)
+            self.keep.add_clip(masks)
         self.object_logits.append(aligned.object_logits)
         self.num_clips += 1
         self.clip_lengths.append(len(window))
