@@ -1,5 +1,10 @@
-"""Predict a dataset and score it: the one function ``ovformer predict`` + ``eval``, training's
+"""Predict a dataset and score it: the functions ``ovformer predict --eval``, training's
 periodic evaluation and the app's closed loop call.
+
+:func:`score_dataset` is the one place that scores results against a dataset (the ground truth
+cut to the videos predicted, then :func:`ovformer.ytvis.evaluate.evaluate`);
+:func:`evaluate_dataset` is :func:`predict_dataset` followed by it, and ``ovformer predict
+--eval`` calls it on the merged results of its (resumable, sharded) prediction loop.
 
 The dataset brings its own vocabulary (its ``categories``, ids kept), embedded by the
 predictor's :meth:`~ovformer.inference.types.VideoPredictor.embed_vocabulary` (the model's own
@@ -7,16 +12,19 @@ classifier first), unless the caller passes text embeddings.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from .data.video import DEFAULT_FOLDER_FPS, VideoInfo, VideoSource
 from .inference.types import PredictOptions, VideoPredictor
 from .text_embeddings import TextEmbeddings
 from .vocab import Vocabulary
 from .ytvis.dataset import DatasetFolder
-from .ytvis.io import Video
+from .ytvis.evaluate import evaluate
+from .ytvis.io import GroundTruth, Video
+from .ytvis.results import ResultEntry
 
-__all__ = ["dataset_video", "dataset_vocabulary", "evaluate_dataset", "predict_dataset"]
+__all__ = ["dataset_video", "dataset_vocabulary", "evaluate_dataset", "predict_dataset",
+           "score_dataset"]
 
 
 def dataset_video(dataset: DatasetFolder, video: Video, max_frames: int | None = None) -> VideoSource:
@@ -64,21 +72,48 @@ def predict_dataset(predictor: VideoPredictor, dataset: DatasetFolder, *,
     return results
 
 
+def score_dataset(dataset: DatasetFolder | GroundTruth,
+                  results: Iterable[Mapping[str, Any] | ResultEntry],
+                  video_ids: Iterable[int] | None = None) -> dict[str, Any]:
+    """YouTube-VIS / LV-VIS mAP of ``results`` on ``dataset``, its ground truth cut to
+    ``video_ids`` first (so a run over part of a dataset is not charged for videos it never
+    predicted).
+
+    Args:
+        dataset: the dataset (or its ground truth); it is not modified.
+        results: results-layout entries (``video_id``, ``category_id``, ``score``,
+            ``segmentations``: one RLE or None per frame of the video); every ``video_id`` must
+            be among the kept videos.
+        video_ids: the videos predicted; None keeps every video of the dataset.
+    Returns:
+        :func:`ovformer.ytvis.evaluate.evaluate`'s dict: AP, AP50, AP75, ... as fractions
+        (-1 where undefined), AP_base/AP_novel with LV-VIS partitions, per_category,
+        num_videos, num_results.
+    Raises:
+        YTVISFormatError: the ground truth has no annotations and ``video_ids`` is None.
+        ValueError: a result names a video that is not kept.
+    """
+    gt = (dataset.gt if isinstance(dataset, DatasetFolder) else dataset).to_dict()
+    if video_ids is not None:
+        ids = set(video_ids)
+        gt["videos"] = [v for v in gt["videos"] if v["id"] in ids]
+        # a split without annotations scores -1 here instead of raising: what
+        # evaluate_dataset has always done
+        gt["annotations"] = [a for a in gt.get("annotations") or [] if a["video_id"] in ids]
+    return evaluate(gt, results)
+
+
 def evaluate_dataset(predictor: VideoPredictor, dataset: DatasetFolder, *,
                      text: TextEmbeddings | None = None, options: PredictOptions | None = None,
                      max_videos: int | None = None,
                      on_video: Callable[[int, int], None] | None = None
                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """:func:`predict_dataset`, then the YouTube-VIS / LV-VIS evaluator on the same videos.
+    """:func:`predict_dataset`, then :func:`score_dataset` on the same videos.
 
     Returns:
         (metrics: AP, AP50, ... as fractions, -1 where undefined; the results).
     """
-    from .ytvis.evaluate import evaluate
     results = predict_dataset(predictor, dataset, text=text, options=options,
                               max_videos=max_videos, on_video=on_video)
-    gt = dataset.gt.to_dict()
-    ids = {v.id for v in _videos(dataset, max_videos)}
-    gt["videos"] = [v for v in gt["videos"] if v["id"] in ids]
-    gt["annotations"] = [a for a in gt.get("annotations") or [] if a["video_id"] in ids]
-    return evaluate(gt, results), results
+    ids = [v.id for v in _videos(dataset, max_videos)]
+    return score_dataset(dataset, results, ids), results

@@ -20,7 +20,7 @@ from ovformer.ytvis.evaluate import STAT_NAMES, evaluate
 from ovformer.ytvis.io import YTVISFormatError, read_gt
 from ovformer.ytvis.results import read_results
 
-__all__ = ["main", "build_parser", "format_table"]
+__all__ = ["main", "build_parser", "format_table", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +51,16 @@ def format_table(metrics: dict[str, Any], per_category: bool = False) -> str:
     return "\n".join(lines)
 
 
+def report(metrics: dict[str, Any], out: Path | None, per_category: bool = False) -> None:
+    """Print :func:`format_table` and write ``metrics`` as JSON to ``out`` (when given): what
+    ``ovformer eval`` and ``ovformer predict --eval`` both show."""
+    print(format_table(metrics, per_category))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
@@ -64,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e) if not isinstance(e, OSError) else f"{e.filename}: {e.strerror}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    print(format_table(metrics, args.per_category))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
+    report(metrics, args.out, args.per_category)
     return 0
 
 

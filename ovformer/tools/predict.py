@@ -13,6 +13,9 @@ shared filesystem) the inputs not done yet are shared out over the ranks by fram
 rank writes its videos' parts (each records its rank and host), and rank 0 merges them into
 ``RESULTS.json`` (and ``--gt-out``) once every rank is done; a rerun with any world size
 finishes what a dead rank left. A plain ``ovformer predict`` is one process.
+
+With ``--eval [METRICS.json]`` and a dataset with ground truth as the input, rank 0 then scores
+``RESULTS.json`` (see :mod:`ovformer.tools.predict_eval`), also on a rerun with nothing left.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from ..text_embeddings import TextEmbeddings
 from ..vocab import Vocabulary
 from .common import add_model_args, add_vocab_args, build_predictor, fail, text_from_args, vocab_from_args
 from .inputs import InputVideo, expand_inputs
+from .predict_eval import add_eval_arg, eval_dataset, metrics_path, score_parts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="redo videos already done")
     p.add_argument("--wait-hours", type=float, default=72.0,
                    help="under torchrun: how long finished ranks wait for the slowest one")
+    add_eval_arg(p)
     add_model_args(p)
     add_vocab_args(p)
     return p
@@ -214,8 +219,10 @@ def _run(args: argparse.Namespace, di: distributed.DistInfo | None) -> int:
     try:
         given = vocab_from_args(args)
         items = list(expand_inputs(args.inputs))
+        dataset = eval_dataset(args, given, rank != 0)  # every rank checks, so all stop alike
     except (ValueError, OSError) as exc:
         return fail(str(exc))
+    dataset = dataset if rank == 0 else None  # only rank 0 scores: the others need no GT held
     if given is None and not any(i.categories for i in items):
         return fail("no vocabulary: pass --vocab, --vocab-file or --vocab-preset")
     if args.text_embeds and given is None:
@@ -283,6 +290,11 @@ def _run(args: argparse.Namespace, di: distributed.DistInfo | None) -> int:
         _write_prelabels(args.gt_out, done, given, items)
     missing = len(items) - len(done)
     print(f"wrote {args.out} ({len(done)} videos, {missing} failed)", file=sys.stderr)
+    if dataset is not None:
+        try:
+            score_parts(dataset, done, metrics_path(args))
+        except ValueError as exc:
+            return fail(f"--eval: {exc}")
     return 1 if failed or missing else 0
 
 
