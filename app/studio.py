@@ -10,6 +10,7 @@ from .auth import Users
 from .annotate.review import ReviewService
 from .annotate.service import AnnotateService, Config
 from .annotate.store import Store
+from .annotate.trash import Trash
 from .finetune.service import FineTuner
 from .hub import ModelHub
 from .wiring import Wiring
@@ -23,11 +24,16 @@ class Studio:
         #: the accounts with ``--users`` (None: the single-user local mode, where "" is everyone)
         self.users = Users(cfg.home) if cfg.users else None
         self.store = Store(cfg.home)
+        #: pending deletes, undoable until their page is left (``demo.unload``, app.ui)
+        self.trash = Trash(self.store)
         self.editor = Editor(self.store)
         self.review = ReviewService(self.store, self.editor)
-        self.annotate = AnnotateService(cfg, self.store, self.editor, hub, self.review)
+        self.annotate = AnnotateService(cfg, self.store, self.editor, hub, self.review, self.trash)
+        # next to the sweep of spill folders (AnnotateService's JobRunner): what a stopped or
+        # killed app's pages left in the trash is deleted for good now
+        self.trash.purge_leftovers()
         self.finetune = FineTuner(cfg.home, cfg.datasets, self.store, hub, self.may_change_model,
-                                  accounts=cfg.users)
+                                  accounts=cfg.users, trash=self.trash)
         self.wiring = Wiring()
 
     def may_change_model(self, user: str) -> bool:

@@ -17,7 +17,7 @@ from .annotate.session import Session  # noqa: E402
 from .finetune.ui import build_tab as build_finetune_tab  # noqa: E402
 from .hub import ModelHub  # noqa: E402
 from .studio import Studio  # noqa: E402
-from .wiring import user_of  # noqa: E402
+from .wiring import page_of, user_of  # noqa: E402
 
 INTRO = """# OVFormer Studio — open-vocabulary video annotation
 **New here?** Click **▶ Try the sample**: it adds a short street clip, types a vocabulary and pre-labels
@@ -43,6 +43,12 @@ def build(s: Studio) -> gr.Blocks:
             with gr.Tab("Fine-tune", elem_id="tab_finetune"):
                 build_finetune_tab(s.finetune, page["banner"], demo, s.wiring)
         annotate_ui.wire(s.annotate, s.review, annotate, s.wiring, demo)
+
+        def leave(request: gr.Request) -> None:
+            """The page was closed or reloaded: the deletes it could undo become permanent (only
+            its own: another page, or another user's, has another session hash)."""
+            s.trash.purge_page(user_of(request) if s.cfg.users else "", page_of(request))
+        demo.unload(leave)
     return demo
 
 

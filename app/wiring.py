@@ -39,6 +39,12 @@ def user_of(request: gr.Request | None) -> str:
     return (getattr(request, "username", None) or "") if request is not None else ""
 
 
+def page_of(request: gr.Request | None) -> str:
+    """Which open page sent an event (Gradio's session hash, "" without one): a delete is
+    undoable from that page until it is left (:mod:`app.annotate.trash`)."""
+    return (getattr(request, "session_hash", None) or "") if request is not None else ""
+
+
 def named(api: dict[str, list[str]], api_name: str, out: Any) -> dict[str, Any]:
     """gradio_client's outputs of ``api_name`` by name (a single output comes back bare)."""
     names = api[api_name]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.annotate.deletes import DeleteService
 from app.annotate.edits import Editor, EditError
 from app.annotate.media import Limits, MediaError, decode_any
 from app.annotate.prelabel import PrelabelSettings
@@ -123,7 +124,8 @@ def test_two_users_cannot_reach_each_other(two, tmp_path):
     # exports: each user's own folder; a name typed from another's list is refused
     path = Path(svc.export_results(a).export_file)
     assert path.is_file() and path.name in svc.exports_of(a) and path.name not in svc.exports_of(b)
-    assert svc.delete_export(b, path.name, True).status.startswith("✖") and path.is_file()
+    deletes = DeleteService(svc)
+    assert deletes.delete_export(b, path.name, True, "bob-page").status.startswith("✖") and path.is_file()
     svc.export_dataset(a)
     assert svc.datasets_of(a) and not svc.datasets_of(b)
     # jobs: cancelling acts on one's own video only
@@ -144,9 +146,10 @@ def test_two_users_cannot_reach_each_other(two, tmp_path):
     with pytest.raises(FineTuneError):
         ft.view("../users/alice/r1", "bob")
     # deleting: another's project is out of reach (the session is reset first); one's own goes
-    assert svc.delete_project(svc.enter(b.replace(project=a.project), "bob"), True).status.startswith("✖")
-    out = svc.delete_project(b, True)
+    assert deletes.delete_project(svc.enter(b.replace(project=a.project), "bob"), True).status.startswith("✖")
+    out = deletes.delete_project(b, True, "bob-page")
     assert out.status.startswith("✔") and not st.store.projects("bob") and st.store.projects("alice")
+    st.trash.purge_page("bob", "bob-page")  # bob's page is left: the delete is permanent
     assert not st.store.frames_dir(b.video).exists()
 
 

@@ -105,14 +105,15 @@ def sweep_spills(root: Path, at_start: bool = False) -> int:
     for d in root.iterdir():
         pid = d.name.split("-", 1)[0]
         if pid.isdigit() and (int(pid) == os.getpid() and not at_start
-                              or int(pid) != os.getpid() and _alive(int(pid))):
+                              or int(pid) != os.getpid() and pid_alive(int(pid))):
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id runs (whoever's: one we may not signal runs too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

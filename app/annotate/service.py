@@ -24,6 +24,7 @@ from .prelabel import JobRunner, PrelabelSettings
 from .review import ReviewService
 from .session import Choices, Screen, Session, bad, ok
 from .store import Store
+from .trash import Trash
 from .vocab import PRESETS, SAMPLE_VOCAB, VocabError, parse_vocab, vocab_text  # noqa: F401 (the UI reads the first two here)
 from .ytvis_import import ImportError_, detect_layout, read_json, tracks_from_json
 
@@ -63,8 +64,10 @@ class Config:
 class AnnotateService:
     """Everything on the Annotate page except track review (shared by all sessions)."""
 
-    def __init__(self, cfg: Config, store: Store, editor: Editor, hub: ModelHub, review: ReviewService) -> None:
+    def __init__(self, cfg: Config, store: Store, editor: Editor, hub: ModelHub, review: ReviewService,
+                 trash: Trash | None = None) -> None:
         self.cfg, self.store, self.editor, self.hub, self.review = cfg, store, editor, hub, review
+        self.trash = trash or Trash(store)  # pending deletes (app.annotate.deletes)
         self.runner = JobRunner(store, hub)
 
     def enter(self, s: Session, user: str) -> Session:
@@ -324,49 +327,10 @@ class AnnotateService:
             return Screen(status=ok(f"overlay video rendered: `{p.name}`"), export_file=str(p), player=str(p))
         return self._exporting(s, run)
 
-    # -- deleting (each asks for a confirmation in the page first) -----------------------------------
+    # -- what the user may delete (app.annotate.deletes; each asks for a confirmation first) ----------
     def exports_of(self, s: Session) -> list[str]:
         d = self.cfg.exports(s.user)
         return sorted((p.name for p in d.iterdir() if p.is_file()), reverse=True) if d.is_dir() else []
-
-    def delete_project(self, s: Session, confirm: bool) -> Screen:
-        if not s.project:
-            return self.review.panel(s, bad("open the project to delete first"))
-        name = self.store.project_name(s.project)
-        if not confirm:
-            return Screen(session=s, status=bad(f"tick **I am sure** to delete project **{name}** with all its videos"
-                                                " and tracks (this cannot be undone)"))
-        for vid in self.store.delete_project(s.project):
-            self.store.remove_frames(vid)
-        s = Session(user=s.user)
-        return self.review.panel(s, ok(f"project **{name}** deleted"), projects=self.project_choices(s),
-                                 videos=self.video_choices(s), vocab="")
-
-    def delete_video(self, s: Session, confirm: bool) -> Screen:
-        if not s.video:
-            return self.review.panel(s, bad("open the video to delete first"))
-        v = self.store.video(s.video)
-        if not confirm:
-            return Screen(session=s, status=bad(f"tick **I am sure** to delete video **{v.name}** and its tracks "
-                                                "(this cannot be undone)"))
-        self.store.delete_video(v.id)
-        self.store.remove_frames(v.id)
-        s = s.with_video(None)
-        return self.review.panel(s, ok(f"video **{v.name}** deleted"), videos=self.video_choices(s))
-
-    def delete_export(self, s: Session, name: Any, confirm: bool) -> Screen:
-        """Delete one of the user's export files, or a dataset folder (by the name listed)."""
-        files = self.exports_of(s)
-        datasets = self.datasets_of(s)
-        if name not in files and name not in datasets:
-            return Screen(status=bad("pick one of your exports"))
-        if not confirm:
-            return Screen(status=bad(f"tick **I am sure** to delete **{name}**"))
-        if name in files:
-            (self.cfg.exports(s.user) / name).unlink(missing_ok=True)
-        else:
-            shutil.rmtree(self.cfg.datasets_of(s.user) / name, ignore_errors=True)
-        return Screen(status=ok(f"**{name}** deleted"))
 
     def datasets_of(self, s: Session) -> list[str]:
         from ..finetune.data import list_datasets

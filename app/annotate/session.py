@@ -87,6 +87,7 @@ class Screen:
     export_file: str | None = None
     player: str | None = None
     exports: Choices | None = None         # the user's exports (to delete one)
+    undo_delete: str | None = None         # the Undo delete button's text ("" hides it)
 
 
 #: The review panel: the fields :meth:`app.annotate.review.ReviewService.panel` fills.

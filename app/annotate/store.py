@@ -21,16 +21,19 @@ import numpy as np
 
 from ovformer.ytvis.rle import RLE, decode_rle, encode_mask
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS projects (
+# ``deleted`` is 0, or the id of the trash entry that hides the row until it is purged or
+# restored (:mod:`app.annotate.trash`); a name is unique among an owner's projects not deleted.
+PROJECTS = """CREATE TABLE IF NOT EXISTS {table} (
   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
   vocabulary TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL,
-  owner TEXT NOT NULL DEFAULT '', UNIQUE(owner, name));
+  owner TEXT NOT NULL DEFAULT '', deleted INTEGER NOT NULL DEFAULT 0);"""
+
+SCHEMA = PROJECTS.format(table="projects") + """
 CREATE TABLE IF NOT EXISTS videos (
   id INTEGER PRIMARY KEY AUTOINCREMENT, project_id INTEGER NOT NULL REFERENCES projects(id),
   name TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
   num_frames INTEGER NOT NULL, fps REAL NOT NULL, reviewed INTEGER NOT NULL DEFAULT 0,
-  weights_label TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+  weights_label TEXT NOT NULL DEFAULT '', created REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
   UNIQUE(project_id, name));
 CREATE TABLE IF NOT EXISTS tracks (
   id INTEGER PRIMARY KEY AUTOINCREMENT, video_id INTEGER NOT NULL REFERENCES videos(id),
@@ -45,7 +48,15 @@ CREATE TABLE IF NOT EXISTS ops (
   before TEXT NOT NULL, after TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
   user TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS ops_by_video ON ops(video_id, id);
+CREATE TABLE IF NOT EXISTS trash (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, page TEXT NOT NULL, kind TEXT NOT NULL,
+  name TEXT NOT NULL, target TEXT NOT NULL, pid INTEGER NOT NULL, created REAL NOT NULL);
 """
+#: made after :meth:`Store._migrate` (an older folder's tables lack ``deleted`` until then)
+INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS projects_live_name ON projects(owner, name) WHERE deleted=0;"
+
+#: videos shown: neither they nor their project are deleted
+LIVE_VIDEOS = "FROM videos v JOIN projects p ON p.id=v.project_id WHERE v.deleted=0 AND p.deleted=0"
 
 TRACK_COLUMNS = ("id", "video_id", "label", "score", "alternatives", "source")
 
@@ -117,20 +128,28 @@ class Store:
         assert mode.lower() == "wal", mode
 
     def _migrate(self) -> None:
-        """Bring a data folder of an earlier version up to date (owners; undo per user)."""
+        """Bring a data folder of an earlier version up to date (owners; undo per user; deletes
+        that can be undone)."""
         c = self._conn()
-        if "owner" not in {r["name"] for r in c.execute("PRAGMA table_info(projects)")}:
-            # the name was unique over everyone's projects; it becomes unique per owner
+        cols = {r["name"] for r in c.execute("PRAGMA table_info(projects)")}
+        if "deleted" not in cols:
+            # the name was unique over everyone's projects, then per owner (a table constraint,
+            # which SQLite cannot drop); now per owner among the projects not deleted (INDEXES)
+            owner = "owner" if "owner" in cols else "''"
+            seq = c.execute("SELECT seq FROM sqlite_sequence WHERE name='projects'").fetchone()
             c.execute("PRAGMA foreign_keys=OFF")
-            c.executescript("""BEGIN IMMEDIATE;
-              CREATE TABLE projects_new (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,
-                vocabulary TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL,
-                owner TEXT NOT NULL DEFAULT '', UNIQUE(owner, name));
-              INSERT INTO projects_new(id, name, vocabulary, created) SELECT id, name, vocabulary, created FROM projects;
-              DROP TABLE projects; ALTER TABLE projects_new RENAME TO projects; COMMIT;""")
+            c.executescript(f"""BEGIN IMMEDIATE; {PROJECTS.format(table="projects_new")}
+              INSERT INTO projects_new(id, name, vocabulary, created, owner)
+                SELECT id, name, vocabulary, created, {owner} FROM projects;
+              DROP TABLE projects; ALTER TABLE projects_new RENAME TO projects;
+              UPDATE sqlite_sequence SET seq=MAX(seq, {int(seq[0]) if seq else 0}) WHERE name='projects';
+              COMMIT;""")  # the sequence kept: an id (and its export's name) is never handed out twice
             c.execute("PRAGMA foreign_keys=ON")
         if "user" not in {r["name"] for r in c.execute("PRAGMA table_info(ops)")}:
             c.execute("ALTER TABLE ops ADD COLUMN user TEXT NOT NULL DEFAULT ''")
+        if "deleted" not in {r["name"] for r in c.execute("PRAGMA table_info(videos)")}:
+            c.execute("ALTER TABLE videos ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
+        c.executescript(INDEXES)
 
     def _sweep_staging(self, max_age_s: float = 3600.0) -> None:
         """Remove decode folders orphaned by a crash (never registered, so never visible)."""
@@ -184,7 +203,7 @@ class Store:
         """The owner's project of that name (created if new)."""
         name = name.strip() or "project"
         with self.tx() as c:
-            row = c.execute("SELECT id FROM projects WHERE name=? AND owner=?", (name, owner)).fetchone()
+            row = c.execute("SELECT id FROM projects WHERE name=? AND owner=? AND deleted=0", (name, owner)).fetchone()
             if row:
                 return int(row["id"])
             cur = c.execute("INSERT INTO projects(name, vocabulary, created, owner) VALUES (?,?,?,?)",
@@ -192,12 +211,14 @@ class Store:
             return int(cur.lastrowid)
 
     def projects(self, owner: str = "") -> list[tuple[int, str]]:
-        """The owner's projects (every query of a list is by owner: nobody lists another's)."""
+        """The owner's projects (every query of a list is by owner: nobody lists another's), the
+        deleted ones left out (as everywhere below: a deleted row is as unknown as a wrong id)."""
         return [(r["id"], r["name"]) for r in
-                self.q("SELECT id, name FROM projects WHERE owner=? ORDER BY id", (owner,))]
+                self.q("SELECT id, name FROM projects WHERE owner=? AND deleted=0 ORDER BY id", (owner,))]
 
     def project_owner(self, project_id: int) -> str | None:
-        rows = self.q("SELECT owner FROM projects WHERE id=?", (project_id,))
+        """The owner of a project not deleted (None: no such project)."""
+        rows = self.q("SELECT owner FROM projects WHERE id=? AND deleted=0", (project_id,))
         return rows[0]["owner"] if rows else None
 
     def owns_project(self, owner: str, project_id: Any) -> bool:
@@ -208,8 +229,7 @@ class Store:
 
     def owns_video(self, owner: str, video_id: Any) -> bool:
         try:
-            rows = self.q("SELECT p.owner FROM videos v JOIN projects p ON p.id=v.project_id WHERE v.id=?",
-                          (int(video_id),))
+            rows = self.q(f"SELECT p.owner {LIVE_VIDEOS} AND v.id=?", (int(video_id),))
         except (TypeError, ValueError, OverflowError):
             return False
         return bool(rows) and rows[0]["owner"] == owner
@@ -219,8 +239,9 @@ class Store:
         return rows[0]["name"] if rows else ""
 
     def delete_project(self, project_id: int) -> list[int]:
-        """Remove a project with its videos, tracks, masks and undo history; returns the video
-        ids whose frame folders the caller removes (after the commit)."""
+        """Remove a project for good with its videos, tracks, masks and undo history (the page's
+        deletes only hide it until then: :mod:`app.annotate.trash`); returns the video ids whose
+        frame folders the caller removes (after the commit)."""
         with self.tx() as c:
             vids = [r["id"] for r in c.execute("SELECT id FROM videos WHERE project_id=?", (project_id,))]
             for v in vids:
@@ -286,10 +307,13 @@ class Store:
         return vid
 
     def videos(self, project_id: int) -> list[VideoRow]:
-        return [self._video(r) for r in self.q("SELECT * FROM videos WHERE project_id=? ORDER BY id", (project_id,))]
+        """The project's videos not deleted (none when the project is)."""
+        return [self._video(r) for r in self.q(f"SELECT v.* {LIVE_VIDEOS} AND v.project_id=? ORDER BY v.id",
+                                               (project_id,))]
 
     def video(self, video_id: int) -> VideoRow | None:
-        rows = self.q("SELECT * FROM videos WHERE id=?", (video_id,))
+        """A video not deleted, of a project not deleted (None otherwise)."""
+        rows = self.q(f"SELECT v.* {LIVE_VIDEOS} AND v.id=?", (video_id,))
         return self._video(rows[0]) if rows else None
 
     @staticmethod

@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from ..wiring import Wiring, user_of
+from ..wiring import Wiring, page_of, user_of
 from . import views
 from .media import VIDEO_EXT
 from .prelabel import PrelabelSettings
 from .clicks import ClickService
+from .deletes import DeleteService
 from .review import EDITS, ReviewService
 from .service import PRESETS, SAMPLE_VOCAB, AnnotateService
 from .session import PANEL, Choices, Screen, Session, bad
@@ -77,7 +78,8 @@ def layout(svc: AnnotateService) -> Components:
                     c["export_vid_btn"] = gr.Button("Overlay video", elem_id="export_vid_btn")
                 c["export_file"] = gr.File(label="Download", interactive=False, elem_id="export_file")
             with gr.Accordion("7 · Delete", open=False):
-                c["confirm"] = gr.Checkbox(False, label="I am sure (deleting cannot be undone)", elem_id="confirm_cb")
+                c["confirm"] = gr.Checkbox(False, label="I am sure (↶ Undo delete brings it back until you leave "
+                                                        "this page)", elem_id="confirm_cb")
                 with gr.Row():
                     c["delete_project_btn"] = gr.Button("Delete this project", variant="stop",
                                                         elem_id="delete_project_btn")
@@ -86,6 +88,8 @@ def layout(svc: AnnotateService) -> Components:
                     c["exports"] = gr.Dropdown(label="Your exports", choices=[], scale=3, elem_id="exports_dd")
                     c["exports_refresh_btn"] = gr.Button("↻", scale=0, min_width=44, elem_id="exports_refresh_btn")
                 c["delete_export_btn"] = gr.Button("Delete this export", variant="stop", elem_id="delete_export_btn")
+                # shown after a delete, naming what it restores (Screen.undo_delete)
+                c["undo_delete"] = gr.Button("↶ Undo delete", visible=False, elem_id="undo_delete_btn")
         with gr.Column(scale=3):
             c["info"] = gr.Markdown("No video selected.", elem_id="video_info")
             # no block label: it would sit over the top-left corner, where track tags often are
@@ -173,6 +177,7 @@ CONVERT: dict[str, Callable[[Any], Any]] = {
     "slider": lambda x: gr.Slider(minimum=0, maximum=x.maximum, value=x.value, step=1),
     "canvas": lambda size: gr.ImageEditor(canvas_size=size, value=None),
     "exports": _dropdown,
+    "undo_delete": lambda text: gr.Button(value=text or "↶ Undo delete", visible=bool(text)),
 }
 
 
@@ -353,10 +358,17 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
         return render(svc.export_video(svc.enter(s, user_of(request)), bar(progress)), c, played)
     for btn, name in ((c["export_vid_btn"], "export_video"), (c["play_btn"], "play")):
         w.on(btn.click, export_video, [st], played, api_name=name, show_progress_on=[progress_box])
-    deleted = outs("session", "status", "projects", "videos", "vocab", "editor", *PANEL)
-    w.on(c["delete_project_btn"].click, bound(svc.delete_project, deleted), [st, c["confirm"]], deleted,
+    deletes = DeleteService(svc)
+
+    def paged(fn: Callable[..., Screen], outputs: list[Any]) -> Callable[..., dict]:
+        """:func:`bound` for the deletes: they also take the page (whose Undo restores them)."""
+        def call(request: gr.Request, s: Session, *args: Any) -> dict:
+            return render(fn(svc.enter(s, user_of(request)), *args, page=page_of(request)), c, outputs)
+        return call
+    deleted = outs("session", "status", "projects", "videos", "vocab", "editor", *PANEL, "undo_delete")
+    w.on(c["delete_project_btn"].click, paged(deletes.delete_project, deleted), [st, c["confirm"]], deleted,
          api_name="delete_project")
-    w.on(c["delete_video_btn"].click, bound(svc.delete_video, deleted), [st, c["confirm"]], deleted,
+    w.on(c["delete_video_btn"].click, paged(deletes.delete_video, deleted), [st, c["confirm"]], deleted,
          api_name="delete_video")
     listed = outs("exports")
 
@@ -364,8 +376,12 @@ def wire(svc: AnnotateService, review: ReviewService, c: Components, w: Wiring, 
         names = svc.exports_of(s) + svc.datasets_of(s)
         return Screen(exports=Choices(names, names[0] if names else None))
     w.on(c["exports_refresh_btn"].click, bound(list_exports, listed), [st], listed, api_name="list_exports")
-    w.on(c["delete_export_btn"].click, bound(svc.delete_export, outs("status")), [st, c["exports"], c["confirm"]],
-         outs("status"), api_name="delete_export").then(bound(list_exports, listed), [st], listed)
+    export_deleted = outs("status", "undo_delete")
+    w.on(c["delete_export_btn"].click, paged(deletes.delete_export, export_deleted),
+         [st, c["exports"], c["confirm"]], export_deleted, api_name="delete_export").then(
+        bound(list_exports, listed), [st], listed)
+    undone = outs("session", "status", "projects", "videos", "vocab", "editor", *PANEL, "exports", "undo_delete")
+    w.on(c["undo_delete"].click, paged(deletes.undo, undone), [st], undone, api_name="undo_delete")
     # click to add / fix from the model's kept queries (app.annotate.clicks)
     clicks = ClickService(svc.store, svc.editor, review)
 

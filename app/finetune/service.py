@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..annotate.store import Store
+from ..annotate.trash import Trash
 from ..hub import ModelHub, ModelSpec
 from .closed_loop import ClosedLoopRunner, LoopJob, loop_settings, read_closed_loop
 from .data import export_videos, list_datasets, preset_of_checkpoint, snapshot_dataset
@@ -92,13 +93,15 @@ class FineTuner:
     """Starts and follows the app's training runs (one at a time: they use the whole machine)."""
 
     def __init__(self, home: Path, datasets_root: Path, store: Store, hub: ModelHub,
-                 may_change_model: Callable[[str], bool] | None = None, accounts: bool = False) -> None:
+                 may_change_model: Callable[[str], bool] | None = None, accounts: bool = False,
+                 trash: Trash | None = None) -> None:
         self.runs_root = Path(home) / "runs"
         self.datasets_root = Path(datasets_root)
         self.store, self.hub = store, hub
         self.may_change_model = may_change_model or (lambda user: True)
         self.accounts = accounts  # --users: each user's own runs and datasets; else everyone is ""
         self.loops = ClosedLoopRunner(hub)
+        self.trash = trash or Trash(store)  # a deleted run waits there until its page is left
         self.handles: dict[str, Any] = {}  # run name -> training.RunHandle started by this app
         self._lock = threading.Lock()
 
@@ -140,14 +143,18 @@ class FineTuner:
         a = self.active()
         return Path(a).name if a and Path(a).parent == self.runs_root_of(user) else None
 
-    def delete_run(self, name: str | None, user: str = "") -> str:
+    def delete_run(self, name: str | None, user: str = "", page: str = "") -> str:
+        """Move the user's run to the trash: ``page`` can undo it until it is left."""
         d = self.run_dir(name, user)
         h = self.handles.get(str(d))
         if h is not None and h.running():
             raise FineTuneError(f"run **{name}** is still going: stop it first")
-        shutil.rmtree(d, ignore_errors=True)
+        try:
+            self.trash.move_path(user, page, "run", d)
+        except OSError as e:
+            raise FineTuneError(f"could not delete run **{name}** ({e}); nothing was deleted") from None
         self.handles.pop(str(d), None)
-        return f"run **{name}** deleted"
+        return f"run **{name}** deleted (**↶ Undo delete** brings it back until you leave this page)"
 
     def check_settings(self, req: StartRequest) -> None:
         """Refuse settings beyond the machine's means, before anything is written."""

@@ -15,7 +15,8 @@ import gradio as gr
 
 from ..dashboard.figures import LOOP_KEYS, closed_loop_figure, run_loss_figure, run_map_figure
 from ..dashboard.loaders import RunData, split_metrics
-from ..wiring import Wiring, user_of
+from ..annotate.trash import TrashError
+from ..wiring import Wiring, page_of, user_of
 from .service import FineTuneError, FineTuner, RunView, StartRequest
 
 MOVING = ("starting", "running", "evaluating")
@@ -143,8 +144,10 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
                 start = gr.Button("Start fine-tuning", variant="primary", elem_id="ft_start")
                 stop = gr.Button("Stop", variant="stop", elem_id="ft_stop")
             with gr.Accordion("Delete a run", open=False):
-                confirm = gr.Checkbox(False, label="I am sure (deleting cannot be undone)", elem_id="ft_confirm")
+                confirm = gr.Checkbox(False, label="I am sure (↶ Undo delete brings it back until you leave "
+                                                   "this page)", elem_id="ft_confirm")
                 delete = gr.Button("Delete the selected run", variant="stop", elem_id="ft_delete")
+                undo = gr.Button("↶ Undo delete", visible=False, elem_id="ft_undo_delete")  # shown after a delete
         with gr.Column(scale=2):
             run = gr.Dropdown(label="Run", choices=[], elem_id="ft_run")
             status = gr.Markdown("No run yet.", elem_id="ft_status")
@@ -253,16 +256,30 @@ def build_tab(ft: FineTuner, banner: gr.Markdown, demo: gr.Blocks, w: Wiring) ->
             return f"✖ {e}"
     w.on(stop.click, do_stop, [run], [status], api_name="ft_stop")
 
+    def undo_button(user: str, page: str) -> gr.Button:
+        text = ft.trash.undo_label(user, page, ("run",))
+        return gr.Button(value=text or "↶ Undo delete", visible=bool(text))
+
     def do_delete(request: gr.Request, name: str | None, sure: bool) -> tuple:
-        user = who(request)
+        user, page = who(request), page_of(request)
         if not sure:
-            return "✖ tick **I am sure** to delete the run", gr.Dropdown()
+            return "✖ tick **I am sure** to delete the run", gr.Dropdown(), gr.Button()
         try:
-            msg = "✔ " + ft.delete_run(name, user)
+            msg = "✔ " + ft.delete_run(name, user, page)
         except FineTuneError as e:
-            return f"✖ {e}", gr.Dropdown()
-        return msg, gr.Dropdown(choices=ft.runs(user), value=None)
-    w.on(delete.click, do_delete, [run, confirm], [status, run], api_name="ft_delete")
+            return f"✖ {e}", gr.Dropdown(), gr.Button()
+        return msg, gr.Dropdown(choices=ft.runs(user), value=None), undo_button(user, page)
+    w.on(delete.click, do_delete, [run, confirm], [status, run, undo], api_name="ft_delete")
+
+    def do_undo(request: gr.Request) -> tuple:
+        user, page = who(request), page_of(request)
+        try:
+            e, restored = ft.trash.restore(user, page, ("run",))
+        except (TrashError, OSError) as err:  # nothing pending, or it could not be moved back
+            return f"✖ {err}", gr.Dropdown(), undo_button(user, page)
+        return ("✔ " + e.restored(restored), gr.Dropdown(choices=ft.runs(user), value=restored),
+                undo_button(user, page))
+    w.on(undo.click, do_undo, [], [status, run, undo], api_name="ft_undo_delete")
 
     def do_load(request: gr.Request, name: str | None) -> tuple:
         try:
