@@ -59,13 +59,12 @@ def run_closed_loop(hub: ModelHub, run_dir: Path, record: dict,
     """Re-label and score the held-out set before and after; write the files; return closed_loop.json.
     ``on_step`` gets a message when a model starts and None after each video.
 
-    Both models go through :func:`ovformer.evaluation.predict_dataset` (the held-out set's own
-    categories as the vocabulary) with the same :class:`PredictOptions`, then
-    :func:`ovformer.ytvis.evaluate.evaluate`: the predict-and-score the CLI and training use.
+    Both models go through :func:`ovformer.evaluation.evaluate_dataset` (the held-out set's own
+    categories as the vocabulary) with the same :class:`PredictOptions`: the predict-and-score
+    the CLI (``ovformer predict --eval``) and training use.
     """
-    from ovformer.evaluation import predict_dataset
+    from ovformer.evaluation import evaluate_dataset
     from ovformer.inference.predictor import PredictOptions
-    from ovformer.ytvis.evaluate import evaluate
 
     folder = load_dataset_folder(record["heldout"]["dir"])
     options = PredictOptions(**record["loop"])
@@ -77,9 +76,9 @@ def run_closed_loop(hub: ModelHub, run_dir: Path, record: dict,
             on_step(f"re-labelling {len(folder.gt.videos)} held-out videos with the weights {which} fine-tuning")
         with hub.lock:  # one model run at a time, and the app's predictor may be this one
             predictor = hub.predictor_for(spec)
-            results = predict_dataset(predictor, folder, options=options,
-                                      on_video=(lambda done, total: on_step(None)) if on_step else None)
-        metrics = evaluate(folder.gt.to_dict(), results)
+            metrics, results = evaluate_dataset(
+                predictor, folder, options=options,
+                on_video=(lambda done, total: on_step(None)) if on_step else None)
         _write_json(run_dir / "closed_loop" / f"{which}_results.json", results)
         _write_json(run_dir / "eval" / f"closed_loop_{which}.json", metrics)
         out[which], out[f"weights_{which}"] = metrics, predictor.weights_label or spec.describe()
