@@ -184,8 +184,9 @@ class ClipEncoder:
                 return torch.cat([self.preprocess(np.asarray(f)[None]) for f in frames])
             frames = np.stack([np.asarray(f) for f in frames]) if frames else np.zeros((0, 1, 1, 3), np.uint8)
         x = torch.as_tensor(frames)
-        if self.device.type == "cuda":  # from page-locked memory the upload does not block
-            x = x.pin_memory().to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and x.device.type == "cpu":
+            x = x.pin_memory().to(self.device, non_blocking=True)  # page-locked: no blocking
+        x = x.to(self.device)
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"frames must be (T, H, W, 3) RGB, got shape {tuple(x.shape)}")
         x = x.permute(0, 3, 1, 2).float()  # (T, 3, H, W), 0..255
