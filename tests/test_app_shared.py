@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from app.annotate.deletes import DeleteService
-from app.annotate.edits import Editor, EditError
+from app.annotate.edits import Editor
 from app.annotate.media import Limits, MediaError, decode_any
 from app.annotate.prelabel import PrelabelSettings
 from app.annotate.service import Config
