@@ -6,9 +6,9 @@ loaded config's ``meta_arch`` is ``"image"``.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from .postprocess import video_scores
 from .queries import QueryBankWriter
 from ..text_embeddings import TextEmbeddings
 from .predictor import OVFormerVideoPredictor
-from .types import ClipProgress, PredictOptions, Track, VideoPrediction
+from .tracker import ClipResult
+from .types import PredictOptions, Track, VideoPrediction
 
 
 @dataclass
@@ -46,7 +47,8 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
     only batches work and changes no value); :class:`~.frame_tracker.FrameTracker` links them
     frame by frame and spills each window's low-resolution masks, so memory stays flat in the
     video's length. Scores are the reference's: top-k pairs on the mean aligned logits, frames
-    gated per pair, rescored by mean mask probability.
+    gated per pair, rescored by mean mask probability. :meth:`predict` is the video predictor's
+    (``on_clip`` after every window) and returns a :class:`FrameVideoPrediction`.
 
     Args:
         model: an :class:`~ovformer.modeling.OVFormerImage`.
@@ -91,46 +93,22 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
         """Not for image models: their outputs are per frame (see :meth:`run_window`)."""
         raise TypeError("an image model has no clip-level output: use run_window")
 
-    @torch.inference_mode()
-    def predict(self, source: Iterable[Any], text: TextEmbeddings | None = None,
-                options: PredictOptions | None = None, *, num_frames: int | None = None,
-                on_clip: Callable[[ClipProgress], None] | None = None) -> VideoPrediction:
-        """Predict one video (arguments as :meth:`OVFormerVideoPredictor.predict`; ``on_clip``
-        is called after every window).
+    def _group_length(self, opts: PredictOptions) -> int:
+        return self.window_size
 
-        Returns a :class:`FrameVideoPrediction`: pairs best final score first, one track each.
-        """
-        text, embeds, opts = self._call(text, options)
-        total = num_frames or getattr(getattr(source, "info", None), "num_frames", None) or None
-        start = time.monotonic()
-        size = out_size = None
-        keep = QueryBankWriter(opts.keep_queries_dir) if opts.keep_queries_dir else None
-        with FrameTracker(opts.spill_dir, np.float16 if opts.spill_half else np.float32,
-                          keep=keep) as tracker:
-            for index, (rgb, x, size) in enumerate(self._prepared(source, self.window_size,
-                                                                  opts)):
-                out_size = rgb[0].shape[:2]
-                window = FrameWindow.from_output(self.forward(x, self.encode_clip(rgb), embeds))
-                aligned = tracker.add(window)
-                if on_clip is not None:
-                    done = tracker.num_frames
-                    elapsed = time.monotonic() - start
-                    eta = elapsed / done * (total - done) if total and total >= done else None
-                    preview = self._preview(aligned.as_clip(), size, out_size, opts.preview_k)
-                    on_clip(ClipProgress(done, total, elapsed, eta, index, done - len(rgb),
-                                         preview))
-            if out_size is None:
-                raise ValueError("the video has no frames")
-            result = self._finish_frames(tracker, size, out_size, text, opts.top_k)
-            if keep is not None:  # every query with its frame-averaged class scores
-                keep.finish(video_scores(*tracker.video_logits()), self._padded(size), size,
-                            out_size, text.vocabulary.names, text.vocabulary.ids)
-                result.queries_dir = str(keep.path)
-            return result
+    def _new_state(self, spill_dir: str | Path | None, dtype: type,
+                   keep: QueryBankWriter | None) -> FrameTracker:
+        return FrameTracker(spill_dir, dtype, keep=keep)
 
-    def _finish_frames(self, tracker: FrameTracker, size: tuple[int, int],
-                       out_size: tuple[int, int], text: TextEmbeddings,
-                       top_k: int) -> FrameVideoPrediction:
+    def _add(self, state: FrameTracker, out: ClipOutput) -> ClipResult:  # type: ignore[override]
+        """Align a window frame by frame; the preview reads it as one clip."""
+        return state.add(FrameWindow.from_output(out)).as_clip()
+
+    def _finish(self, tracker: FrameTracker, size: tuple[int, int],  # type: ignore[override]
+                out_size: tuple[int, int], text: TextEmbeddings,
+                top_k: int) -> FrameVideoPrediction:
+        """What :meth:`predict` returns: the top pairs, gated and rescored as the reference,
+        best final score first, one track each."""
         sel = tracker.select(top_k)
         ids = text.vocabulary.ids
         pairs = [{"query": int(q), "label": int(lab), "score": float(s),

@@ -295,13 +295,13 @@ class OVFormerVideoPredictor:
         start = time.monotonic()
         size = out_size = None
         keep = QueryBankWriter(opts.keep_queries_dir) if opts.keep_queries_dir else None
-        with VideoState(opts.spill_dir, np.float16 if opts.spill_half else np.float32,
-                        keep=keep) as state:
-            for index, (rgb, x, size) in enumerate(self._prepared(source, opts.clip_length,
+        with self._new_state(opts.spill_dir, np.float16 if opts.spill_half else np.float32,
+                             keep) as state:
+            for index, (rgb, x, size) in enumerate(self._prepared(source,
+                                                                  self._group_length(opts),
                                                                   opts)):
                 out_size = rgb[0].shape[:2]
-                out = self.forward(x, self.encode_clip(rgb), embeds)
-                aligned = state.add(ClipResult.from_output(out))
+                aligned = self._add(state, self.forward(x, self.encode_clip(rgb), embeds))
                 if on_clip is not None:
                     done = state.num_frames
                     elapsed = time.monotonic() - start
@@ -317,6 +317,19 @@ class OVFormerVideoPredictor:
                             out_size, text.vocabulary.names, text.vocabulary.ids)
                 result.queries_dir = str(keep.path)
             return result
+
+    # The steps :meth:`predict` runs, which the frame-by-frame predictor of image models
+    # replaces (frames per model call, the per-video state, how an output joins it).
+    def _group_length(self, opts: PredictOptions) -> int:
+        return opts.clip_length
+
+    def _new_state(self, spill_dir: str | Path | None, dtype: type,
+                   keep: QueryBankWriter | None) -> VideoState:
+        return VideoState(spill_dir, dtype, keep=keep)
+
+    def _add(self, state: VideoState, out: ClipOutput) -> ClipResult:
+        """Join one clip's output to the video; returns it aligned (what the preview reads)."""
+        return state.add(ClipResult.from_output(out))
 
     def _prepared(self, source: Iterable[Any], length: int, opts: PredictOptions
                   ) -> Iterator[tuple[list[np.ndarray], torch.Tensor, tuple[int, int]]]:
