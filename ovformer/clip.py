@@ -158,10 +158,8 @@ class ClipEncoder:
     def _embed_names(self, names: list[str], templates: tuple[str, ...]) -> torch.Tensor:
         prompts = [t.format(n) for n in names for t in templates]  # name-major: (K*M)
         tokens = _tokenizer()(prompts)
-        chunks = [
-            self.model.encode_text(tokens[i : i + _TEXT_BATCH].to(self.device)).float()
-            for i in range(0, len(prompts), _TEXT_BATCH)
-        ]
+        chunks = [self.model.encode_text(tokens[i:i + _TEXT_BATCH].to(self.device)).float()
+                  for i in range(0, len(prompts), _TEXT_BATCH)]
         emb = F.normalize(torch.cat(chunks), dim=-1).view(len(names), len(templates), -1)
         return F.normalize(emb.mean(dim=1), dim=-1)
 
@@ -193,10 +191,7 @@ class ClipEncoder:
         h, w = x.shape[-2:]
         size = self.image_size
         # torchvision.transforms.Resize(int) rule: shorter side -> size, longer truncated.
-        if h <= w:
-            new_h, new_w = size, int(size * w / h)
-        else:
-            new_h, new_w = int(size * h / w), size
+        new_h, new_w = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
         # PIL resamples horizontally, rounds to 8 bits, then vertically; doing the same
         # (torch's antialiased bicubic is PIL's filter, a=-0.5) stays within 1 grey level.
         if new_w != w:
