@@ -137,6 +137,9 @@ def test_doctor_offline_reports_what_it_could_not_check(official_lvvis, video, c
     assert "the prompt ensemble on the first 20 training classes" in out
     assert "NOT CHECKED: DetPro's function against the stored classifier" in out
     assert "clip: 2 frames at 96x72" in out
+    from ovformer.inference.runtime import describe_runtime, fastest_dtype
+    if not torch.cuda.is_available():  # what auto resolves to here
+        assert f"--device auto --dtype auto: {describe_runtime('cpu', fastest_dtype('cpu'))}" in out
     rc = cli(["doctor", "--weights", "r50-lvvis", "--clip", "tiny-random"])
     out = capsys.readouterr().out
     assert rc == 1 and "NOT CHECKED: the checkpoint" in out

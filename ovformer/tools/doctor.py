@@ -44,6 +44,8 @@ def _versions(rep: _Report) -> None:
     rep.section("versions")
     rep.line(f"python {platform.python_version()} on {platform.machine()}, "
              f"{torch.get_num_threads()} torch threads, CUDA available: {torch.cuda.is_available()}")
+    from ..inference.runtime import describe_runtime, resolve_runtime
+    rep.line(f"--device auto --dtype auto: {describe_runtime(*resolve_runtime('auto', 'auto'))}")
     for name in _PACKAGES:
         try:
             rep.line(f"{name} {metadata.version(name)}")
