@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k in ("model", "clip", "total"):
         print(f"  {k:<6} {s[k]:8.3f} s/frame  {g[k]:8.2f} GFLOP/frame")
     if not res["dtype_native"]:
-        print(f"  WARNING: {res['runtime']}. The floor ratio compares with an emulated "
+        print(f"  runs on {res['runtime']}. The floor ratio compares with an emulated "
               f"{res['matmul_n']}^3 matmul and says nothing about a CPU that has the units.")
     print(f"  matmul {res['machine_gflops']:.1f} GFLOP/s; floor ratio {res['floor_ratio']:.2f}; "
           f"peak RSS {res['peak_rss_gb']:.2f} GB; {res['fps']:.2f} frames/s on {res['device']}")
