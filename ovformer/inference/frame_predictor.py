@@ -116,7 +116,8 @@ class OVFormerFramePredictor(OVFormerVideoPredictor):
                  for s, q, lab in zip(sel.scores.tolist(), sel.queries.tolist(),
                                       sel.labels.tolist())]
         segs: list[list[dict | None]] = [[] for _ in pairs]
-        for _, masks in tracker.iter_pair_masks(sel, self._padded(size), size, out_size):
+        for _, masks in tracker.iter_pair_masks(sel, self._padded(size), size, out_size,
+                                                device=self.device):
             for j, m in enumerate(masks):
                 segs[j].append(encode_mask(m) if m.any() else None)
         # alternatives: the query's video class scores (before the pair's mask rescoring)

@@ -186,11 +186,12 @@ class FrameTracker(VideoState):
 
     def iter_pair_masks(self, selection: FrameSelection, padded_size: tuple[int, int],
                         image_size: tuple[int, int], output_size: tuple[int, int],
-                        chunk: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+                        chunk: int = 16, device: torch.device | str = "cpu"
+                        ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(frame_index, masks (k, H, W) bool)`` of the selected pairs at the output size
-        (the evaluator's conversion), frame by frame."""
+        (the evaluator's conversion), frame by frame, resized on ``device``."""
         for t, masks in self.iter_frame_masks(selection.queries, padded_size, image_size,
-                                              output_size, chunk):
+                                              output_size, chunk, device):
             # a dropped frame's logits are all -1, which every bilinear resize keeps below 0
             masks[selection.gate[:, t].numpy()] = False
             yield t, masks

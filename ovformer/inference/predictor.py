@@ -367,7 +367,8 @@ class OVFormerVideoPredictor:
         unique = list(dict.fromkeys(p["query"] for p in pairs))  # best pair first
         segs: dict[int, list[dict | None]] = {q: [] for q in unique}
         for _, masks in state.iter_frame_masks(torch.tensor(unique, dtype=torch.long),
-                                               self._padded(size), size, out_size):
+                                               self._padded(size), size, out_size,
+                                               device=self.device):
             for q, m in zip(unique, masks):
                 segs[q].append(encode_mask(m) if m.any() else None)
         k_alt = min(self.num_alternatives, scores.shape[1])
