@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..clip import ClipEncoder
+from ..distributed import pick_device
 from ..data.resize import frames_to_tensor, resize_frames, resized_shape
 from ..text_embeddings import StoredClassifier, TextEmbeddings, embed_vocabulary
 from ..vocab import Vocabulary
@@ -172,7 +173,7 @@ class OVFormerVideoPredictor:
         loaded = load_model(weights, preset=preset, config=config, untrained=untrained,
                             download=download, classifier_vocabulary=classifier_vocabulary)
         if kwargs.get("device") == "auto":  # CLIP and the model on the same device
-            kwargs["device"] = resolve_runtime("auto", "fp32")[0]
+            kwargs["device"] = pick_device("auto")
         encoder = clip if isinstance(clip, ClipEncoder) else None
         if encoder is None:
             from ..clip import load_clip

@@ -24,6 +24,8 @@ import sys
 
 import torch
 
+from ..distributed import pick_device
+
 _M_TRIM_THRESHOLD = -1  # mallopt parameters from glibc's malloc.h
 _M_MMAP_MAX = -4
 _done = False
@@ -65,17 +67,11 @@ def _cpu_flags() -> frozenset[str]:
 _UNITS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is
-    emulated and runs several times slower than float32 (an AVX2-only CPU: R50 at 360p, 9.4 s
-    a frame against 1.05 in float32, most of it in a reference convolution)."""
-    return bool(_cpu_flags() & set(_UNITS["bf16"]))
-
-
 def native_dtype(device: str | torch.device, dtype: str) -> bool:
     """Whether ``device`` computes in ``dtype`` in hardware: always for float32 and on CUDA; on
-    a CPU, bf16 needs AVX512-BF16/AMX and fp16 AVX512-FP16/AMX-FP16 (elsewhere PyTorch falls
-    back to slow reference kernels)."""
+    a CPU, bf16 needs AVX512-BF16/AMX and fp16 AVX512-FP16/AMX-FP16. Elsewhere PyTorch falls
+    back to reference kernels (an AVX2-only CPU: R50 at 360p in bf16, 9.4 s a frame against
+    1.05 in float32, most of it in a reference convolution)."""
     if dtype == "fp32" or torch.device(device).type != "cpu":
         return True
     return bool(_cpu_flags() & set(_UNITS.get(dtype, ())))
@@ -88,14 +84,13 @@ def fastest_dtype(device: str | torch.device) -> str:
     kind = torch.device(device).type
     if kind == "cuda":
         return "fp16"
-    return "bf16" if kind == "cpu" and cpu_has_bf16() else "fp32"
+    return "bf16" if kind == "cpu" and native_dtype(kind, "bf16") else "fp32"
 
 
 def resolve_runtime(device: str, dtype: str, local_rank: int = 0) -> tuple[torch.device, str]:
     """``--device``/``--dtype`` as given ("auto" allowed for both) -> the device and dtype a
     predictor runs with: "auto" device = this rank's GPU when CUDA is available, else the CPU;
     "auto" dtype = :func:`fastest_dtype` there."""
-    from ..distributed import pick_device
     dev = pick_device(device, local_rank)
     return dev, fastest_dtype(dev) if dtype == "auto" else dtype
 
